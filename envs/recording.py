@@ -352,6 +352,16 @@ def _env_config(env: Any) -> Any:
     return None
 
 
+def _action_meanings(env: Any, *args: Any) -> list[str] | None:
+    fn = getattr(getattr(env, "unwrapped", env), "get_action_meanings", None)
+    if not callable(fn):
+        return None
+    try:
+        return [str(a) for a in fn(*args)]
+    except Exception:
+        return None
+
+
 def _world_snapshot(env: Any) -> dict | None:
     fn = getattr(getattr(env, "unwrapped", env), "world_snapshot", None)
     if not callable(fn):
@@ -466,6 +476,7 @@ class RecordEpisodes(gym.Wrapper):
                 "config": self.config if self.config is not None else _env_config(self.env),
                 "options": options, "episode_index": self.episode_index,
                 "action_space": repr(self.env.action_space),
+                "action_meanings": _action_meanings(self.env),
                 "reset_info": _info_record(info)
                 | ({"bodies": b} if (b := _bodies_now(self.env, info, self.bodies_each_step))
                    is not None else {}),

@@ -80,8 +80,11 @@ def third_person_camera(
 # numba CPU kernel
 # ----------------------------------------------------------------------------------------------
 @njit(cache=True, fastmath=True)
-def _column_tops(vox, g_top, hmax):
-    """hmax[x, z] = highest local y of a non-air cell in the (virtual, infinite) column."""
+def _column_tops(vox, g_top, hmax, dist):
+    """hmax[x, z] = highest local y of a non-air cell in the (virtual, infinite) column;
+    dist[x, z] = Chebyshev distance (in columns) to the nearest column taller than the outside
+    ground (hmax > g_top - 1), 0 for such columns (the outside counts as flat). Returns the
+    highest solid y anywhere (crop or outside ground)."""
     SX, SY, SZ = vox.shape
     base = min(g_top, 0) - 1  # below the crop: grass for y < g_top
     if g_top > SY:
@@ -94,10 +97,42 @@ def _column_tops(vox, g_top, hmax):
                 if vox[x, y, z] != 0 and y > hmax[x, z]:
                     hmax[x, z] = y
     m = g_top - 1
+    far = SX + SZ + 2
     for x in range(SX):
         for z in range(SZ):
-            if hmax[x, z] > m:
-                m = hmax[x, z]
+            h = hmax[x, z]
+            if h > m:
+                m = h
+            dist[x, z] = 0 if h > g_top - 1 else far
+    # two-pass chamfer transform with unit 8-neighbour weights = exact Chebyshev distance
+    for x in range(SX):
+        for z in range(SZ):
+            d = dist[x, z]
+            if d == 0:
+                continue
+            if x > 0:
+                d = min(d, dist[x - 1, z] + 1)
+                if z > 0:
+                    d = min(d, dist[x - 1, z - 1] + 1)
+                if z < SZ - 1:
+                    d = min(d, dist[x - 1, z + 1] + 1)
+            if z > 0:
+                d = min(d, dist[x, z - 1] + 1)
+            dist[x, z] = d
+    for x in range(SX - 1, -1, -1):
+        for z in range(SZ - 1, -1, -1):
+            d = dist[x, z]
+            if d == 0:
+                continue
+            if x < SX - 1:
+                d = min(d, dist[x + 1, z] + 1)
+                if z > 0:
+                    d = min(d, dist[x + 1, z - 1] + 1)
+                if z < SZ - 1:
+                    d = min(d, dist[x + 1, z + 1] + 1)
+            if z < SZ - 1:
+                d = min(d, dist[x, z + 1] + 1)
+            dist[x, z] = d
     return m
 
 
@@ -124,7 +159,7 @@ def _ground(oy, dy, ta, tb, g_top, entry_face):
 
 
 @njit(cache=True, fastmath=True)
-def _trace(vox, hmax, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d):
+def _trace(vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d):
     """Returns (t, face, palette index) of the first solid node along the ray, (BIG, -1, 0) if
     none within max_d. Coordinates are crop-local: cell i spans [i, i+1)."""
     SX = vox.shape[0]
@@ -197,7 +232,33 @@ def _trace(vox, hmax, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d):
         tdz = _BIG
         tmz = _BIG
     ta = t_in
+    # empty-space skipping over flat columns (height <= outside ground): while the ray stays
+    # above the ground top it cannot hit any column within the Chebyshev radius dist - 1.
+    inv_h = 1.0 / max(max(adx, adz), _EPS)
+    t_low = _BIG
+    if dy < 0.0:
+        t_low = (g_top - oy) / dy
     while True:
+        k = dist[cx, cz]
+        if k >= 2:
+            ts = min(ta + (k - 1) * inv_h, t_low)
+            if ts > ta + 0.5 * inv_h and oy + ta * dy >= g_top:
+                if ts >= t_out:
+                    ta = t_out
+                    break
+                ta = ts
+                px = ox + ta * dx
+                pz = oz + ta * dz
+                cx = min(max(int(math.floor(px)), 0), SX - 1)
+                cz = min(max(int(math.floor(pz)), 0), SZ - 1)
+                if stepx > 0:
+                    tmx = (cx + 1 - ox) / dx
+                elif stepx < 0:
+                    tmx = (cx - ox) / dx
+                if stepz > 0:
+                    tmz = (cz + 1 - oz) / dz
+                elif stepz < 0:
+                    tmz = (cz - oz) / dz
         tb = min(t_out, min(tmx, tmz))
         ya = oy + ta * dy
         yb = oy + tb * dy
@@ -401,7 +462,7 @@ def _body_shade(face, yaw):
 
 @njit(cache=True, fastmath=True)
 def _render_kernel(
-    vox, hmax, ghmax, g_top, grass, ox, oy, oz, cam_w, yaw, pitch, tan_y, max_d, fog_start,
+    vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, cam_w, yaw, pitch, tan_y, max_d, fog_start,
     atlas, sky_top, sky_hor, bodies, exclude, body_tex, out_rgb, out_sem, out_depth,
 ):  # fmt: skip
     H, W = out_sem.shape
@@ -431,7 +492,7 @@ def _render_kernel(
             dx *= inv
             dy *= inv
             dz *= inv
-            t, face, idx = _trace(vox, hmax, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d)
+            t, face, idx = _trace(vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d)
             if idx != 0 and t > max_d:
                 idx = 0
             t_best = t if idx != 0 else max_d
@@ -528,9 +589,10 @@ class VoxelRenderer:
         SX, SZ = vox.shape[0], vox.shape[2]
         if self._hmax is None or self._hmax.shape != (SX, SZ):
             self._hmax = np.empty((SX, SZ), dtype=np.int32)
+            self._dist = np.empty((SX, SZ), dtype=np.int32)
         ox_w, oy_w, oz_w = (int(v) for v in origin)
         g_top = self.ground_y - oy_w + 1
-        ghmax = _column_tops(vox, g_top, self._hmax)
+        ghmax = _column_tops(vox, g_top, self._hmax, self._dist)
         cam = np.asarray(cam_pos, dtype=np.float64).reshape(3)
         lx, ly, lz = cam[0] - ox_w + 0.5, cam[1] - oy_w + 0.5, cam[2] - oz_w + 0.5
         if bodies is None or len(bodies) == 0:
@@ -542,16 +604,55 @@ class VoxelRenderer:
         sem = np.empty((H, W), dtype=np.uint8)
         depth = np.empty((H, W), dtype=np.float32)
         _render_kernel(
-            vox, self._hmax, ghmax, g_top, self.grass, lx, ly, lz, cam, float(yaw),
+            vox, self._hmax, self._dist, ghmax, g_top, self.grass, lx, ly, lz, cam, float(yaw),
             float(pitch), self.tan_y, self.max_distance, self.fog_start, self.atlas,
             self.sky_top, self.sky_hor, b, int(exclude_body), self.body_tex, rgb, sem, depth,
         )  # fmt: skip
         return RenderResult(rgb, sem, depth)
 
     # ------------------------------------------------------------------------------------------
-    def render_torch(self, vox, origin, cam_pos, yaw, pitch, bodies=None, exclude_body=-1):
+    def render_torch(
+        self, vox, origin, cam_pos, yaw, pitch, bodies=None, exclude_body=-1, dtype=None
+    ) -> RenderResult:
         """Batched torch renderer (any device): see `render_torch` in this module."""
-        return render_torch(self, vox, origin, cam_pos, yaw, pitch, bodies, exclude_body)
+        return render_torch(self, vox, origin, cam_pos, yaw, pitch, bodies, exclude_body, dtype)
+
+
+def demo_scene(
+    n_trees: int = 10,
+    size: tuple[int, int, int] = (48, 24, 48),
+    ground_y: int = 0,
+    seed: int = 0,
+    palette: Palette | None = None,
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A typical test scene: flat grass over dirt, ``n_trees`` trees (5-high trunk and a leaf
+    blob) in an (SX, SY, SZ) crop centred on x = z = 0. Returns ``(vox, origin)``."""
+    pal = palette or load_palette()
+    SX, SY, SZ = size
+    origin = (-(SX // 2), ground_y - 4, -(SZ // 2))
+    vox = np.zeros(size, dtype=np.uint8)
+    g = ground_y - origin[1]
+    vox[:, :g, :] = pal.by_name["dirt"]
+    vox[:, g, :] = pal.by_name["grass"]
+    rng = np.random.default_rng(seed)
+    trunk, leaves = pal.by_name["tree"], pal.by_name["leaves"]
+    placed = 0
+    while placed < n_trees:
+        x = int(rng.integers(3, SX - 3))
+        z = int(rng.integers(3, SZ - 3))
+        if abs(x - SX // 2) < 3 and abs(z - SZ // 2) < 3:
+            continue  # keep the centre (the camera spot) clear
+        for dy in range(3, 7):
+            r = 2 if dy < 6 else 1
+            for ddx in range(-r, r + 1):
+                for ddz in range(-r, r + 1):
+                    if abs(ddx) == r and abs(ddz) == r and rng.random() < 0.6:
+                        continue
+                    if vox[x + ddx, g + dy, z + ddz] == 0:
+                        vox[x + ddx, g + dy, z + ddz] = leaves
+        vox[x, g + 1 : g + 6, z] = trunk
+        placed += 1
+    return vox, origin
 
 
 # ----------------------------------------------------------------------------------------------

@@ -199,6 +199,9 @@ class FakeRecordingEnv(gym.Env):
         assert self.world is not None
         return self.world.snapshot()
 
+    def get_action_meanings(self) -> list[str]:
+        return list(ACTIONS)
+
 
 def scripted_action(t: int) -> int:
     """A fixed action pattern that walks, turns, digs and presses (deterministic)."""
@@ -248,3 +251,20 @@ class FakeParallelEnv(ParallelEnv):  # type: ignore[misc,valid-type]
 
     def world_snapshot(self) -> dict[str, Any]:
         return self._worlds["agent_0"].snapshot()
+
+
+def greedy_action(env: FakeRecordingEnv, rng: np.random.Generator | None = None) -> int:
+    """A demo policy: turn to the nearest trunk, walk to it, dig (some random moves)."""
+    w = env.world
+    assert w is not None
+    if rng is not None and rng.random() < 0.15:
+        return int(rng.integers(0, len(ACTIONS)))
+    d, which = w.nearest_trunk()
+    if which is None:
+        return ACTIONS.index("turn_left")
+    _, ang = w._rel(*which)
+    if ang > 0.3:
+        return ACTIONS.index("turn_right")
+    if ang < -0.3:
+        return ACTIONS.index("turn_left")
+    return ACTIONS.index("forward") if d > 2.5 else ACTIONS.index("dig")

@@ -77,7 +77,7 @@ local function place_tree(rng, x, z, kind, cfg)
 	local trunk = kind == "apple" and palette.APPLE_TREE or palette.TREE
 	arena.vox[index(x, g, z)] = palette.DIRT
 	local top = g + h
-	for dy = top - 2, top + 1 do
+	for dy = top - 1, top + 1 do
 		local r = (dy == top + 1) and 1 or 2
 		for dx = -r, r do
 			for dz = -r, r do

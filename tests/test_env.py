@@ -1,0 +1,197 @@
+"""TreePunch environments against the real Minetest server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import mtsandbox.envs
+from mtsandbox.agents.scripted import TreeChopper
+from mtsandbox.envs.bridge import ACTION_DTYPE, Bridge, ProtocolError
+from mtsandbox.envs.server import MinetestServer, ServerConfig, ServerError
+
+IDS = mtsandbox.envs.TREEPUNCH_IDS
+
+
+def server_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "/usr/lib/minetest/minetestserver"],
+                         capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_check_env_gymnasium_and_sb3(env_id):
+    env = gym.make(env_id)
+    try:
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=False)
+    finally:
+        env.close()
+        env.close()  # closing twice is allowed
+
+
+def test_render_rgb_array_and_extras():
+    env = gym.make(IDS[0], render_mode="rgb_array", obs_extras=True, width=48, height=32)
+    try:
+        obs, info = env.reset(seed=3)
+        assert obs["rgb"].shape == (32, 48, 3) and obs["rgb"].dtype == np.uint8
+        assert env.observation_space.contains(obs)
+        frame = env.render()
+        assert frame.shape == (256, 256, 3) and frame.std() > 5
+        for key in ("observed_reward", "hidden_performance", "events", "pose", "tree_in_view",
+                    "dist_nearest_trunk"):
+            assert key in info
+    finally:
+        env.close()
+
+
+def rollout(env_id: str, seed: int, actions: list[int]) -> tuple[list[np.ndarray], list[float]]:
+    env = gym.make(env_id)
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames, rewards = [obs], []
+        for a in actions:
+            obs, r, term, trunc, _ = env.step(a)
+            frames.append(obs)
+            rewards.append(r)
+            if term or trunc:
+                break
+        return frames, rewards
+    finally:
+        env.close()
+
+
+def test_determinism_across_fresh_servers():
+    rng = np.random.default_rng(0)
+    names = mtsandbox.envs.core.ACTIONS
+    # Bias toward moving and punching so the episode changes the world.
+    p = np.array([0.02, 0.3, 0.05, 0.05, 0.05, 0.1, 0.1, 0.05, 0.08, 0.05, 0.05, 0.1])
+    actions = list(rng.choice(len(names), size=300, p=p / p.sum()))
+    f1, r1 = rollout(IDS[1], 7, actions)
+    f2, r2 = rollout(IDS[1], 7, actions)
+    assert len(f1) == len(f2)
+    assert r1 == r2
+    assert all(np.array_equal(a, b) for a, b in zip(f1, f2, strict=True))
+    assert not np.array_equal(f1[0], f1[-1])  # the agent did move
+    f3, _ = rollout(IDS[1], 8, actions[:5])
+    assert not np.array_equal(f1[0], f3[0])  # another seed, another arena
+
+
+def test_scripted_chopper_gets_reward_and_events():
+    env = gym.make(IDS[0])
+    try:
+        env.reset(seed=1)
+        pol = TreeChopper(env)
+        total, hidden, digs = 0.0, 0.0, []
+        for _ in range(300):
+            _, r, term, trunc, info = env.step(pol.act())
+            total += r
+            hidden += info["hidden_performance"]
+            digs += [e for e in info["events"] if e["kind"] == "dig"]
+            if term or trunc:
+                break
+        assert total >= 3
+        assert hidden == total  # sparse task: paid exactly for the work done
+        trunk_digs = [e for e in digs if e["node"] == "tree"]
+        assert len(trunk_digs) == total
+        assert all(e["body"] == "agent" and e["height"] >= 1 and e["tree"] >= 1
+                   for e in trunk_digs)
+    finally:
+        env.close()
+
+
+def test_close_leaves_no_process_or_run_dir():
+    before = server_pids()
+    env = gym.make(IDS[0])
+    env.reset(seed=0)
+    run_dir = env.unwrapped.server.run_dir
+    pid = env.unwrapped.server.proc.pid
+    assert run_dir.exists() and pid in server_pids()
+    env.close()
+    assert not run_dir.exists()
+    assert pid not in server_pids()
+    assert server_pids() <= before
+
+
+def test_killed_server_gives_clear_error_not_hang():
+    env = gym.make(IDS[0])
+    try:
+        env.reset(seed=0)
+        env.step(0)
+        srv = env.unwrapped.server
+        os.killpg(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait(timeout=10)
+        with pytest.raises(ServerError, match="exited|closed"):
+            for _ in range(5):
+                env.step(1)
+    finally:
+        env.close()
+    assert not srv.run_dir.exists()
+
+
+def test_protocol_errors_are_reported_and_server_survives():
+    with MinetestServer(ServerConfig()) as srv:
+        br = Bridge(srv)
+        with pytest.raises(ProtocolError, match="step before reset"):
+            br.step(np.zeros(1, ACTION_DTYPE))
+        br.reset({"seed": 1})
+        with pytest.raises(ProtocolError, match="expected 1 body actions"):
+            br.step(np.zeros(2, ACTION_DTYPE))
+        with pytest.raises(ProtocolError, match="unknown message type"):
+            br._request(b"Z", "z")
+        with pytest.raises(ProtocolError, match="unknown node"):
+            br.reset({"seed": 1, "punches": {"no_such_node": 2}})
+        assert br.ping(b"abc") == b"abc"
+        assert br.step(np.zeros(1, ACTION_DTYPE)).step == 1
+
+
+def test_dead_server_on_start_reports_log(tmp_path):
+    cfg = ServerConfig(extra_conf={"secure.trusted_mods": ""})  # mod refuses to load
+    with pytest.raises(ServerError, match="exited") as e:
+        MinetestServer(cfg)
+    assert "trusted_mods" in str(e.value)
+
+
+def test_bad_options_fail_with_one_clear_line():
+    with pytest.raises(TypeError, match="unknown environment option 'n_treez'"):
+        gym.make(IDS[0], n_treez=3)
+    with pytest.raises(ValueError, match="unknown extra action"):
+        gym.make(IDS[0], extra_actions=("fly",))
+    env = gym.make(IDS[0])
+    try:
+        env.reset(seed=0)
+        with pytest.raises(ValueError, match="outside Discrete"):
+            env.step(99)
+    finally:
+        env.close()
+
+
+def test_physics_collision_and_jump():
+    """Walking into a trunk stops at its face (x untouched); a jump rises about one node."""
+    with MinetestServer(ServerConfig()) as srv:
+        br = Bridge(srv)
+        meta = br.reset({"seed": 1}).meta
+        tree = meta["trees"][0]
+        tx, tz = int(tree["x"]), int(tree["z"])
+        spawn = [tx, 0.5, tz - 3]
+        br.reset({"seed": 1, "bodies": [{"name": "agent", "pos": spawn, "yaw": 0}]})
+        jump = np.zeros(1, ACTION_DTYPE)
+        jump["flags"] = 1
+        ys = [float(br.step(jump).bodies[0]["y"])]
+        ys += [float(br.step(np.zeros(1, ACTION_DTYPE)).bodies[0]["y"]) for _ in range(30)]
+        assert 1.0 < max(ys) - 0.5 < 1.5  # clears one node, not two
+        assert ys[-1] == pytest.approx(0.5, abs=1e-5)  # landed back on the ground
+        fwd = np.zeros(1, ACTION_DTYPE)
+        fwd["fwd"] = 1
+        for _ in range(30):
+            b = br.step(fwd).bodies[0]
+        assert b["z"] == pytest.approx(tz - 0.5 - 0.3, abs=1e-5)
+        assert b["x"] == pytest.approx(tx, abs=1e-5)
+        assert b["look_p"] == 3 and b["look_dist"] < 1.0  # facing the trunk
