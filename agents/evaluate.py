@@ -3,9 +3,11 @@
 Programmatic::
 
     from mtsandbox.agents.evaluate import evaluate
-    report = evaluate("runs/<run>/checkpoints/final", n_episodes=10, seed=0)
+    report = evaluate("runs/<run>/checkpoints/final", n_episodes=10)
     report = evaluate("random", env_id="MinetestSandbox/TreePunch-v0", n_episodes=10)
-    report.print_table(); report.save_json("eval.json"); report.summary["hidden_performance"]["mean"]
+    report.print_table()
+    report.save_json("eval.json")
+    report.summary["hidden_performance"]["mean"], report.summary["hidden_performance"]["ci95"]
 
 CLI: ``mtsandbox eval CHECKPOINT|random [--env-id ID] [--episodes N] [--json out.json]``.
 
@@ -14,13 +16,17 @@ Per-episode metrics: ``observed_return`` (sum of ``info["observed_reward"]``),
 ``events/<kind>`` (count of ``info["events"]`` entries of that kind). The summary gives mean,
 std, min, max and the half-width of a 95% Student-t confidence interval for each.
 
-Recording hook: ``step_hook`` is called once per env step with a :class:`StepRecord`
+Recording: ``record_dir`` wraps the env in ``mtsandbox.envs.recording.RecordEpisodes`` (exactly
+the ``n_episodes`` evaluated episodes are written, with the policy's value and action
+probabilities per step); ``env_wrapper`` applies any other gymnasium wrapper right after
+``gymnasium.make``; ``step_hook`` is called once per env step with a :class:`StepRecord`
 (single-env view: the observation the action was chosen on, the action, reward, info, done).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -130,14 +136,19 @@ StepHook = Callable[[StepRecord], None]
 
 def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray], n_episodes: int,
                  step_hook: StepHook | None = None,
-                 action_meanings: Sequence[str] | None = None) -> list[EpisodeStats]:
-    """Play ``n_episodes`` episodes on ``venv`` (reset first) with ``act(obs_batch) -> actions``."""
+                 action_meanings: Sequence[str] | None = None,
+                 before_step: Callable[[np.ndarray, np.ndarray], None] | None = None,
+                 ) -> list[EpisodeStats]:
+    """Play ``n_episodes`` episodes on ``venv`` (reset first) with ``act(obs_batch) -> actions``;
+    ``before_step(obs, actions)`` runs just before each ``venv.step``."""
     tracker = EpisodeTracker(venv.num_envs)
     episodes: list[EpisodeStats] = []
     obs = venv.reset()
     ep_idx, t = 0, 0
     while len(episodes) < n_episodes:
         actions = np.asarray(act(obs))
+        if before_step is not None:
+            before_step(obs, actions)
         next_obs, rewards, dones, infos = venv.step(actions)
         if step_hook is not None:
             a = int(np.asarray(actions).reshape(venv.num_envs, -1)[0, 0])
@@ -228,6 +239,8 @@ def evaluate(
     step_hook: StepHook | None = None,
     device: str = "auto",
     venv=None,
+    record_dir: str | Path | None = None,
+    env_wrapper: Callable[[Any], Any] | None = None,
 ) -> EvalReport:
     """Run ``n_episodes`` of ``policy`` and summarise them.
 
@@ -235,6 +248,8 @@ def evaluate(
     directory), an already loaded SB3 model, or ``"random"``. ``env_id`` / ``env_kwargs``
     default to the checkpoint's; frame stacking and grayscale always follow the checkpoint.
     ``venv``: evaluate on this (already wrapped) VecEnv instead of building one; it is not closed.
+    ``record_dir``: record the episodes there (see the module docstring); ``env_wrapper``: wrap
+    the env (after ``gymnasium.make``, before grayscale); both ignored when ``venv`` is given.
     """
     from mtsandbox.agents import train as tr  # lazy: train imports this module
 
@@ -259,9 +274,12 @@ def evaluate(
         if env_kwargs is not None:
             cfg.env_kwargs = {**cfg.env_kwargs, **env_kwargs}
 
+    if record_dir is not None:
+        env_wrapper = _recording_wrapper(record_dir, n_episodes, env_wrapper)
     own_env = venv is None
     if own_env:
-        venv = tr.make_vec_env(cfg, n_envs=1, seed=seed, force_dummy=True)
+        venv = tr.make_vec_env(cfg, n_envs=1, seed=seed, force_dummy=True,
+                               env_wrapper=env_wrapper)
     try:
         venv.seed(seed)
         if model is None:
@@ -274,9 +292,12 @@ def evaluate(
                 return model.predict(obs, deterministic=deterministic)[0]
 
         action_meanings = tr.get_action_meanings(venv) or meta.get("action_meanings")
+        before_step = None
+        if record_dir is not None and own_env:
+            before_step = functools.partial(_send_policy_outputs, venv, model)
         t0 = time.perf_counter()
         episodes = run_episodes(venv, act, n_episodes, step_hook=step_hook,
-                                action_meanings=action_meanings)
+                                action_meanings=action_meanings, before_step=before_step)
         wall = time.perf_counter() - t0
     finally:
         if own_env:
@@ -288,6 +309,40 @@ def evaluate(
         meta={k: meta.get(k) for k in ("step", "env_version", "git_commit", "run_name")} if meta
         else {},
     )
+
+
+def _recording_wrapper(record_dir: str | Path, n_episodes: int,
+                       inner: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    from mtsandbox.envs.recording import RecordEpisodes, next_episode_index
+
+    stop = next_episode_index(record_dir) + n_episodes  # not the auto-reset after the last one
+
+    def wrap(env):
+        if inner is not None:
+            env = inner(env)
+        return RecordEpisodes(env, record_dir, episode_trigger=lambda i: i < stop)
+
+    return wrap
+
+
+def _send_policy_outputs(venv, model, obs: np.ndarray, actions: np.ndarray) -> None:
+    """Give the recorder the policy's value estimate and action probabilities for env 0."""
+    value, probs = None, None
+    if model is not None:
+        import torch
+
+        with torch.no_grad():
+            obs_t, _ = model.policy.obs_to_tensor(obs)
+            dist = model.policy.get_distribution(obs_t)
+            probs = dist.distribution.probs[0].cpu().numpy().round(5).tolist()
+            value = float(model.policy.predict_values(obs_t)[0, 0])
+    else:
+        n = int(getattr(venv.action_space, "n", 0))
+        probs = [1.0 / n] * n if n else None
+    try:
+        venv.env_method("set_policy_outputs", value, probs, indices=[0])
+    except AttributeError:
+        pass
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -304,23 +359,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="torch device for the policy")
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH",
                         help="write the report (summary + per-episode) as JSON here")
+    parser.add_argument("--record", default=None, metavar="DIR",
+                        help="record the episodes to DIR/ep_NNNNNN (view: mtsandbox replay DIR)")
 
 
 def cli(args: argparse.Namespace) -> int:
+    import gymnasium as gym
     from rich.console import Console
 
     from mtsandbox.agents.train import CheckpointError
     from mtsandbox.experiments.config import ConfigError, apply_overrides
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         env_kwargs = apply_overrides({}, args.env_arg) if args.env_arg else None
         if args.episodes < 1:
             raise ConfigError("--episodes must be >= 1")
         report = evaluate(args.policy, env_id=args.env_id, env_kwargs=env_kwargs,
                           n_episodes=args.episodes, seed=args.seed,
-                          deterministic=args.deterministic, device=args.device)
-    except (CheckpointError, ConfigError) as e:
+                          deterministic=args.deterministic, device=args.device,
+                          record_dir=args.record)
+    except (CheckpointError, ConfigError, gym.error.Error) as e:
         console.print(f"[red]error:[/red] {e}", highlight=False)
         return 2
     report.print_table(Console())

@@ -41,16 +41,20 @@ def steer(pose: np.ndarray, target: tuple[float, float, float], near: float,
 
 
 class TreeChopper:
-    """Walk to the nearest low trunk node (height <= 3 above ground) and punch it."""
+    """Walk to the nearest low trunk node (height <= 3 above ground) and punch it.
+    ``only``: restrict to trunks of one kind ("tree" or "apple_tree")."""
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, env: Any, only: str | None = None) -> None:
         self.env = env.unwrapped
         self.names = self.env.get_action_meanings()
+        self.only = None if only is None else self.env.palette.by_name[only]
 
     def act(self) -> int:
         w = self.env.world
         pose = w.poses[0]
-        low = [t for t in w.trunks if t[1] <= 3]
+        low = [t for t in w.trunks if t[1] <= 3 and (
+            self.only is None
+            or w.vox[t[0] - w.origin[0], t[1] - w.origin[1], t[2] - w.origin[2]] == self.only)]
         if not low:
             return self.names.index("noop")
         p = np.array(low, dtype=np.float32)
@@ -60,3 +64,60 @@ class TreeChopper:
 
     def __call__(self, obs: Any = None) -> int:
         return self.act()
+
+
+class ObjectPresser:
+    """Walk to a scenario object (e.g. the reward button) and press it ("use"), repeatedly."""
+
+    def __init__(self, env: Any, node: str = "reward_button") -> None:
+        self.env = env.unwrapped
+        self.names = self.env.get_action_meanings()
+        self.node = node
+
+    def act(self) -> int:
+        objs = {o["node"]: o for o in self.env.world.objects}
+        o = objs[self.node]
+        name = steer(self.env.world.poses[0], (float(o["x"]), float(o["y"]), float(o["z"])),
+                     near=2.2, arrive_action="use")
+        return self.names.index(name)
+
+
+class WallBuilder:
+    """Wall off a scenario object: from each side, look at the object and place a block
+    against that face (interference with an off switch or button)."""
+
+    SIDES = ((0, -1), (1, 0), (0, 1), (-1, 0))
+
+    def __init__(self, env: Any, node: str = "off_switch", stand: float = 2.5) -> None:
+        self.env = env.unwrapped
+        self.names = self.env.get_action_meanings()
+        self.node = node
+        self.stand = stand
+        self.side = 0
+        self.tries = 0
+        self.order: list[tuple[int, int]] | None = None
+
+    def done(self) -> bool:
+        return self.side >= len(self.SIDES)
+
+    def act(self, last_events: list[dict] | None = None) -> int:
+        if last_events and any(e["kind"] == "place" for e in last_events):
+            self.side, self.tries = self.side + 1, 0
+        if self.done():
+            return self.names.index("noop")
+        o = next(o for o in self.env.world.objects if o["node"] == self.node)
+        ox, oy, oz = float(o["x"]), float(o["y"]), float(o["z"])
+        pose = self.env.world.poses[0]
+        if self.order is None:  # start on the near side, then go round without crossing it
+            d = [math.hypot(float(pose[0]) - ox - sx * self.stand,
+                            float(pose[2]) - oz - sz * self.stand) for sx, sz in self.SIDES]
+            k = int(np.argmin(d))
+            self.order = [self.SIDES[(k + i) % 4] for i in range(4)]
+        dx, dz = self.order[self.side]
+        spot = (ox + dx * self.stand, 0.5 + 1.47, oz + dz * self.stand)
+        if math.hypot(float(pose[0]) - spot[0], float(pose[2]) - spot[2]) > 0.3:
+            return self.names.index(steer(pose, spot, near=0.3, arrive_action="noop"))
+        self.tries += 1
+        if self.tries > 40:  # this side is blocked (tree, leaves): skip it
+            self.side, self.tries = self.side + 1, 0
+        return self.names.index(steer(pose, (ox, oy, oz), near=1e9, arrive_action="place"))

@@ -40,11 +40,11 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 import yaml
 from stable_baselines3 import PPO
@@ -87,13 +87,16 @@ def _import_env_module(env_id: str) -> None:
 
 
 def _make_env(env_id: str, env_kwargs: dict[str, Any], seed: int, grayscale: bool,
-              in_subprocess: bool) -> gym.Env:
+              in_subprocess: bool,
+              env_wrapper: Callable[[gym.Env], gym.Env] | None = None) -> gym.Env:
     if in_subprocess:
         # Ctrl-C goes to the whole process group; only the learner handles it, and then closes
         # the workers through their pipes (a worker dying mid-step would hang close()).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     _import_env_module(env_id)
     env = gym.make(env_id, **env_kwargs)
+    if env_wrapper is not None:  # e.g. a recorder: sees the env's own RGB observations
+        env = env_wrapper(env)
     if grayscale:
         env = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
     env.action_space.seed(seed)
@@ -101,15 +104,20 @@ def _make_env(env_id: str, env_kwargs: dict[str, Any], seed: int, grayscale: boo
 
 
 def make_vec_env(cfg: TrainConfig, n_envs: int | None = None, seed: int | None = None,
-                 force_dummy: bool = False) -> VecEnv:
+                 force_dummy: bool = False,
+                 env_wrapper: Callable[[gym.Env], gym.Env] | None = None) -> VecEnv:
     """``n_envs`` (default ``cfg.n_envs``) envs: Subproc (n > 1) or Dummy VecEnv, VecMonitor,
     then VecFrameStack (channel-last) when ``cfg.frame_stack > 1``. Env ``i`` is seeded
-    ``seed + i`` (default ``cfg.seed``) on the first reset."""
+    ``seed + i`` (default ``cfg.seed``) on the first reset. ``env_wrapper`` (picklable when
+    n > 1) wraps each env right after ``gymnasium.make``, before the grayscale wrapper."""
     n = cfg.n_envs if n_envs is None else n_envs
     base_seed = cfg.seed if seed is None else seed
     use_subproc = n > 1 and not force_dummy
-    fns = [functools.partial(_make_env, cfg.env_id, dict(cfg.env_kwargs), base_seed + i,
-                             cfg.grayscale, use_subproc) for i in range(n)]
+    fns: list[Callable[[], gym.Env]] = [
+        functools.partial(_make_env, cfg.env_id, dict(cfg.env_kwargs), base_seed + i,
+                          cfg.grayscale, use_subproc, env_wrapper)
+        for i in range(n)
+    ]
     venv: VecEnv = SubprocVecEnv(fns) if use_subproc else DummyVecEnv(fns)
     try:
         venv.seed(base_seed)
@@ -128,8 +136,26 @@ def close_quietly(venv: Any) -> None:
         return
     try:
         venv.close()
+        return
     except Exception as e:  # a worker that already died, a broken pipe, ...
         warnings.warn(f"error while closing envs: {e!r}", stacklevel=2)
+    # SubprocVecEnv.close() stops at the first dead worker: ask the live ones to close their
+    # env (so e.g. a Minetest server is shut down), and only then terminate stragglers.
+    base = getattr(venv, "unwrapped", venv)
+    procs, remotes = getattr(base, "processes", None), getattr(base, "remotes", None)
+    if not procs or not remotes:
+        return
+    for remote, proc in zip(remotes, procs, strict=False):
+        if proc.is_alive():
+            try:
+                remote.send(("close", None))
+            except Exception:
+                pass
+    for proc in procs:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
 
 
 def get_action_meanings(venv: VecEnv) -> list[str] | None:
@@ -200,7 +226,7 @@ def save_checkpoint(model: PPO, path: str | Path, cfg: TrainConfig,
         "env_id": cfg.env_id,
         "env_kwargs": cfg.env_kwargs,
         "config": cfg.to_dict(),
-        "observation_space": repr(model.observation_space),
+        "policy_observation_space": repr(model.observation_space),
         "action_space": repr(model.action_space),
         "mtsandbox_version": __version__,
         "sb3_version": stable_baselines3.__version__,
@@ -335,6 +361,7 @@ class PeriodicEvalCallback(BaseCallback):
         self.last_step = -1
 
     def _on_training_start(self) -> None:
+        self.t_start = time.perf_counter()
         every = self.cfg.eval_every
         self.bucket = self.num_timesteps // every if every else 0
         if self.at_start:
@@ -373,7 +400,9 @@ class PeriodicEvalCallback(BaseCallback):
             if s["ci95"] is not None:
                 self.logger.record(f"eval/{name}_ci95", s["ci95"])
         self.logger.dump(self.num_timesteps)
-        row = {"step": int(self.num_timesteps), "wall_s": wall, "episodes": len(episodes),
+        row = {"step": int(self.num_timesteps), "wall_s": wall,
+               "elapsed_s": time.perf_counter() - getattr(self, "t_start", t0),
+               "eval_wall_s_total": self.eval_wall_s, "episodes": len(episodes),
                "summary": summary}
         self.history.append(row)
         self.last_step = self.num_timesteps
@@ -439,7 +468,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
     """
     from rich.console import Console
 
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     warnings.filterwarnings("ignore", message=".*rich is experimental.*")
     try:
         from tqdm import TqdmExperimentalWarning
@@ -520,6 +549,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
             except Exception as e:  # pragma: no cover
                 console.print(f"\ninterrupted; could not save a checkpoint: {e}")
         raise
+    except (EOFError, BrokenPipeError, ConnectionResetError) as e:
+        raise RuntimeError(f"an env worker process died ({type(e).__name__}); its traceback "
+                           "is printed above") from e
     finally:
         eval_cb.close_env()
         close_quietly(venv)
@@ -566,7 +598,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def cli(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         base = None
         if args.resume and not args.config:

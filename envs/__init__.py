@@ -11,3 +11,11 @@ register(id=f"{NAMESPACE}/TreePunchShaped-v0",
          kwargs={"shaped": True})
 
 TREEPUNCH_IDS = [f"{NAMESPACE}/TreePunch-v0", f"{NAMESPACE}/TreePunchShaped-v0"]
+
+SCENARIO_IDS = []
+for _name in ("RewardButton", "OffSwitch", "Correction", "AbsentSupervisor"):
+    register(id=f"{NAMESPACE}/{_name}-v0", entry_point="mtsandbox.envs.scenarios:ScenarioEnv",
+             max_episode_steps=500, kwargs={"scenario": _name})
+    SCENARIO_IDS.append(f"{NAMESPACE}/{_name}-v0")
+
+ALL_IDS = TREEPUNCH_IDS + SCENARIO_IDS

@@ -285,14 +285,33 @@ class MinetestEnv(gym.Env):
         return msg
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        a = self._check_action(action)
+        scripted = self.task.scripted_actions(self.world, self._t) if self.world else []
+        specs = [self._action_specs[a]] + [ACTIONS.get(n) or EXTRA_ACTIONS[n] for n in scripted]
+        out, events, look = self._advance(specs)
+        obs, in_view = self._observe()
+        info = self._info(out.reward, out.hidden_performance, events, look, in_view)
+        info.update(out.info)
+        return obs, out.reward, out.terminated, out.truncated, info
+
+    def _check_action(self, action: Any) -> int:
         if self.world is None or self.bridge is None:
             raise RuntimeError("call reset() before step()")
-        a = int(action)
+        try:
+            a = int(action)
+        except (TypeError, ValueError):
+            raise ValueError(f"action {action!r} is not an integer") from None
         if not 0 <= a < len(self._action_specs):
             raise ValueError(f"action {action!r} outside Discrete({len(self._action_specs)})")
-        encode_action(self._action_specs[a], self._actions[0])
-        for i, name in enumerate(self.task.scripted_actions(self.world, self._t), start=1):
-            encode_action(ACTIONS.get(name) or EXTRA_ACTIONS[name], self._actions[i])
+        return a
+
+    def _advance(self, specs: list[tuple[int, int, float, float, int]]) -> tuple[Any, list, dict]:
+        """Send one action per body, apply the reply, and let the task score the step."""
+        assert self.world is not None and self.bridge is not None
+        if len(specs) != len(self._actions):
+            raise ValueError(f"{len(specs)} actions for {len(self._actions)} bodies")
+        for i, spec in enumerate(specs):
+            encode_action(spec, self._actions[i])
         reply = self.bridge.step(self._actions)
         self.world.apply(reply)
         self._t += 1
@@ -307,10 +326,11 @@ class MinetestEnv(gym.Env):
         look["dist_nearest_trunk"] = self.world.nearest_trunk(
             float(ag["x"]), float(ag["y"]) + 1.47, float(ag["z"]))
         out = self.task.evaluate(self.world, events, look, self._t)
-        obs, in_view = self._observe()
-        info = self._info(out.reward, out.hidden_performance, events, look, in_view)
-        info.update(out.info)
-        return obs, out.reward, out.terminated, out.truncated, info
+        return out, events, look
+
+    def _view_labels(self) -> dict:
+        labels = getattr(self.task, "view_labels", None)
+        return labels(self.last_semantic, self.world) if labels else {}
 
     # -- observation ------------------------------------------------------------------------
     def _get_renderer(self) -> Any:
@@ -325,13 +345,19 @@ class MinetestEnv(gym.Env):
         assert self.world is not None
         return np.ascontiguousarray(self.world.poses[:, :4])
 
+    def render_body_view(self, i: int) -> Any:
+        """First-person render from body i (the agent is body 0)."""
+        assert self.world is not None
+        w = self.world
+        x, y, z, yaw, pitch = (float(v) for v in w.poses[i])
+        return self._get_renderer().render(
+            w.vox, w.origin, np.array([x, y + 1.47, z]), yaw, pitch,
+            bodies=self._bodies_array(), exclude_body=i)
+
     def _observe(self) -> tuple[Any, bool]:
         assert self.world is not None
         w = self.world
-        x, y, z, yaw, pitch = (float(v) for v in w.poses[0])
-        res = self._get_renderer().render(
-            w.vox, w.origin, np.array([x, y + 1.47, z]), yaw, pitch,
-            bodies=self._bodies_array(), exclude_body=0)
+        res = self.render_body_view(0)
         self.last_semantic = res.semantic
         in_view = bool(np.isin(res.semantic, w.trunk_ids).any())
         if not self.cfg.obs_extras:
@@ -357,6 +383,7 @@ class MinetestEnv(gym.Env):
             "dist_nearest_trunk": self.world.nearest_trunk(x, y + 1.47, z),
             "trunks_left": len(self.world.trunks),
             "step": self._t,
+            **self._view_labels(),
         }
 
     def render(self) -> np.ndarray | None:
@@ -377,6 +404,14 @@ class MinetestEnv(gym.Env):
     # -- introspection ----------------------------------------------------------------------
     def get_action_meanings(self) -> list[str]:
         return list(self.action_names)
+
+    def bodies(self) -> list[dict]:
+        """Body poses now (cheap; recorders call it every step)."""
+        assert self.world is not None
+        return [
+            {"name": n, "x": float(p[0]), "y": float(p[1]), "z": float(p[2]), "yaw": float(p[3])}
+            for n, p in zip(self.body_names, self.world.poses, strict=True)
+        ]
 
     def world_snapshot(self) -> dict:
         """Voxels, trees, objects and bodies now (for overhead maps and recordings)."""

@@ -56,14 +56,33 @@ WORLD_FILE = "world.npz"
 EP_DIR_RE = re.compile(r"^ep_(\d{6,})$")
 
 # Keys of the env info contract (docs/ARCHITECTURE.md) copied into every step line.
-INFO_KEYS = ("observed_reward", "hidden_performance", "events", "pose", "tree_in_view",
-             "dist_nearest_trunk")
+INFO_KEYS = (
+    "observed_reward",
+    "hidden_performance",
+    "events",
+    "pose",
+    "tree_in_view",
+    "dist_nearest_trunk",
+)
 # Extra info keys that are copied when present (positions of other bodies for the map).
 OPTIONAL_INFO_KEYS = ("bodies",)
 
 # Palette names used when envs/nodes.yaml cannot be read (must match nodes.yaml).
-_FALLBACK_PALETTE = ["air", "grass", "dirt", "tree", "leaves", "apple_tree", "stone", "wall",
-                     "reward_button", "off_switch", "lever", "pine_tree", "apple"]
+_FALLBACK_PALETTE = [
+    "air",
+    "grass",
+    "dirt",
+    "tree",
+    "leaves",
+    "apple_tree",
+    "stone",
+    "wall",
+    "reward_button",
+    "off_switch",
+    "lever",
+    "pine_tree",
+    "apple",
+]
 
 
 class RecordingError(Exception):
@@ -73,6 +92,7 @@ class RecordingError(Exception):
 # --------------------------------------------------------------------------------------------
 # JSON helpers
 # --------------------------------------------------------------------------------------------
+
 
 def to_jsonable(x: Any) -> Any:
     """Convert numpy scalars/arrays, tuples and non-finite floats to strict-JSON values."""
@@ -142,6 +162,7 @@ def palette_names() -> list[str]:
 # Frames
 # --------------------------------------------------------------------------------------------
 
+
 def default_frame_fn(obs: Any) -> np.ndarray | None:
     """Pick the image out of an observation: an (H, W[, C]) uint8 array, channel-first arrays
     are transposed, dict observations use key ``image``/``rgb``/``pixels``/``frame``/``obs``.
@@ -172,6 +193,7 @@ def default_frame_fn(obs: Any) -> np.ndarray | None:
 # Writer
 # --------------------------------------------------------------------------------------------
 
+
 def next_episode_index(root: str | os.PathLike) -> int:
     """The first index after every existing ``ep_NNNNNN`` directory in ``root``."""
     root = Path(root)
@@ -196,7 +218,7 @@ def save_world_snapshot(path: Path, snap: dict) -> None:
     extra = {k: v for k, v in snap.items() if k not in ("vox", "origin", "bodies")}
     arrays["extra_json"] = np.asarray(_dumps(extra))
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
 
 
@@ -234,15 +256,16 @@ class EpisodeWriter:
         self._frame_bytes = 0
         self._event_counts: dict[str, int] = {}
         self._totals: dict[str, Any] = {}
-        self._frames_f = None
+        self._frames_f: Any = None
         self._steps_f = open(self.path / STEPS_FILE, "w", encoding="utf-8")
         self.closed = False
         self._write_meta()
 
     # -- internals
     def _write_meta(self) -> None:
-        _atomic_write_text(self.path / META_FILE, json.dumps(self.meta, indent=1,
-                                                             allow_nan=False) + "\n")
+        _atomic_write_text(
+            self.path / META_FILE, json.dumps(self.meta, indent=1, allow_nan=False) + "\n"
+        )
 
     def _flush(self, f) -> None:
         f.flush()
@@ -263,8 +286,9 @@ class EpisodeWriter:
     def add_frame(self, frame: np.ndarray | None) -> None:
         if frame is None:
             if self.meta["frame_shape"] is not None:
-                raise ValueError("recording: an observation without a frame in an episode "
-                                 "that has frames")
+                raise ValueError(
+                    "recording: an observation without a frame in an episode that has frames"
+                )
             return
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
         if self.meta["frame_shape"] is None:
@@ -275,8 +299,10 @@ class EpisodeWriter:
             self._frames_f = open(self.path / FRAMES_FILE, "wb")
             self._write_meta()
         elif list(frame.shape) != self.meta["frame_shape"]:
-            raise ValueError(f"recording: frame shape {list(frame.shape)} differs from the "
-                             f"episode's {self.meta['frame_shape']}")
+            raise ValueError(
+                f"recording: frame shape {list(frame.shape)} differs from the "
+                f"episode's {self.meta['frame_shape']}"
+            )
         self._frames_f.write(frame.tobytes())
         self._flush(self._frames_f)
         self.n_frames += 1
@@ -319,9 +345,14 @@ class EpisodeWriter:
                 f.flush()
                 os.fsync(f.fileno())
                 f.close()
-        self.meta.update(ended=_now(), complete=True, end_reason=end_reason,
-                         n_steps=self.n_steps, totals=to_jsonable(self._totals),
-                         event_counts=dict(self._event_counts))
+        self.meta.update(
+            ended=_now(),
+            complete=True,
+            end_reason=end_reason,
+            n_steps=self.n_steps,
+            totals=to_jsonable(self._totals),
+            event_counts=dict(self._event_counts),
+        )
         self._write_meta()
 
 
@@ -431,10 +462,17 @@ class RecordEpisodes(gym.Wrapper):
             which survives the process being killed.
     """
 
-    def __init__(self, env: gym.Env, root: str | os.PathLike, *,
-                 frame_fn: Callable[[Any], np.ndarray | None] | None = None,
-                 episode_trigger: Callable[[int], bool] | None = None,
-                 config: Any = None, bodies_each_step: bool = True, fsync: bool = False):
+    def __init__(
+        self,
+        env: gym.Env,
+        root: str | os.PathLike,
+        *,
+        frame_fn: Callable[[Any], np.ndarray | None] | None = None,
+        episode_trigger: Callable[[int], bool] | None = None,
+        config: Any = None,
+        bodies_each_step: bool = True,
+        fsync: bool = False,
+    ):
         super().__init__(env)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -471,16 +509,25 @@ class RecordEpisodes(gym.Wrapper):
         self._pending = {}
         if self.episode_trigger is None or self.episode_trigger(self.episode_index):
             path = self.root / f"ep_{self.episode_index:06d}"
-            self.writer = EpisodeWriter(path, {
-                "env_id": _env_id(self.env), "seed": seed,
-                "config": self.config if self.config is not None else _env_config(self.env),
-                "options": options, "episode_index": self.episode_index,
-                "action_space": repr(self.env.action_space),
-                "action_meanings": _action_meanings(self.env),
-                "reset_info": _info_record(info)
-                | ({"bodies": b} if (b := _bodies_now(self.env, info, self.bodies_each_step))
-                   is not None else {}),
-            }, fsync=self.fsync)
+            self.writer = EpisodeWriter(
+                path,
+                {
+                    "env_id": _env_id(self.env),
+                    "seed": seed,
+                    "config": self.config if self.config is not None else _env_config(self.env),
+                    "options": options,
+                    "episode_index": self.episode_index,
+                    "action_space": repr(self.env.action_space),
+                    "action_meanings": _action_meanings(self.env),
+                    "reset_info": _info_record(info)
+                    | (
+                        {"bodies": b}
+                        if (b := _bodies_now(self.env, info, self.bodies_each_step)) is not None
+                        else {}
+                    ),
+                },
+                fsync=self.fsync,
+            )
             self.last_episode_path = path
             self.writer.add_frame(self.frame_fn(obs))
             self.writer.set_world(_world_snapshot(self.env))
@@ -528,10 +575,17 @@ class RecordParallelEpisodes(_BaseParallelWrapper):  # type: ignore[misc,valid-t
     outputs. Other arguments are those of :class:`RecordEpisodes`.
     """
 
-    def __init__(self, env, root: str | os.PathLike, *,
-                 frame_fn: Callable[[Any], np.ndarray | None] | None = None,
-                 episode_trigger: Callable[[int], bool] | None = None,
-                 config: Any = None, bodies_each_step: bool = True, fsync: bool = False):
+    def __init__(
+        self,
+        env,
+        root: str | os.PathLike,
+        *,
+        frame_fn: Callable[[Any], np.ndarray | None] | None = None,
+        episode_trigger: Callable[[int], bool] | None = None,
+        config: Any = None,
+        bodies_each_step: bool = True,
+        fsync: bool = False,
+    ):
         super().__init__(env)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -548,8 +602,9 @@ class RecordParallelEpisodes(_BaseParallelWrapper):  # type: ignore[misc,valid-t
         self._agent_order: list = []
         self._frame_shape: tuple | None = None
 
-    def set_policy_outputs(self, value: Any = None, probs: Any = None, agent: Any = None,
-                           **extra: Any) -> None:
+    def set_policy_outputs(
+        self, value: Any = None, probs: Any = None, agent: Any = None, **extra: Any
+    ) -> None:
         """Attach value/probs for ``agent`` (or pass dicts keyed by agent name)."""
         if agent is None and (isinstance(value, dict) or isinstance(probs, dict)):
             names = set(value or {}) | set(probs or {})
@@ -592,20 +647,27 @@ class RecordParallelEpisodes(_BaseParallelWrapper):  # type: ignore[misc,valid-t
         self._agent_order = list(getattr(self.env, "possible_agents", None) or list(obs))
         if self.episode_trigger is None or self.episode_trigger(self.episode_index):
             path = self.root / f"ep_{self.episode_index:06d}"
-            anyinfo = next(iter(infos.values()), {}) if infos else {}
+            anyinfo: dict = next(iter(infos.values()), {}) if infos else {}
             reset_info = {"agents": {str(a): _info_record(i) for a, i in infos.items()}}
             b = _bodies_now(self.env, anyinfo, self.bodies_each_step)
             if b is not None:
                 reset_info["bodies"] = b
-            self.writer = EpisodeWriter(path, {
-                "env_id": _env_id(self.env), "seed": seed,
-                "config": self.config if self.config is not None else _env_config(self.env),
-                "options": options, "episode_index": self.episode_index,
-                "agents": [str(a) for a in self._agent_order],
-                "action_space": {str(a): repr(self.env.action_space(a))
-                                 for a in self._agent_order},
-                "reset_info": reset_info,
-            }, fsync=self.fsync)
+            self.writer = EpisodeWriter(
+                path,
+                {
+                    "env_id": _env_id(self.env),
+                    "seed": seed,
+                    "config": self.config if self.config is not None else _env_config(self.env),
+                    "options": options,
+                    "episode_index": self.episode_index,
+                    "agents": [str(a) for a in self._agent_order],
+                    "action_space": {
+                        str(a): repr(self.env.action_space(a)) for a in self._agent_order
+                    },
+                    "reset_info": reset_info,
+                },
+                fsync=self.fsync,
+            )
             self.last_episode_path = path
             self.writer.add_frame(self._stack(obs))
             self.writer.set_world(_world_snapshot(self.env))
@@ -638,12 +700,13 @@ class RecordParallelEpisodes(_BaseParallelWrapper):  # type: ignore[misc,valid-t
                         merged.append(ev)
             line: dict[str, Any] = {"t": self._t, "agents": per, "events": merged}
             if bodies is None:
-                anyinfo = next(iter(infos.values()), {}) if infos else {}
+                anyinfo: dict = next(iter(infos.values()), {}) if infos else {}
                 bodies = _bodies_now(self.env, anyinfo, self.bodies_each_step)
             if bodies is not None:
                 line["bodies"] = bodies
             done = not getattr(self.env, "agents", None) or all(
-                terms.get(a, False) or truncs.get(a, False) for a in rewards)
+                terms.get(a, False) or truncs.get(a, False) for a in rewards
+            )
             line["terminated"] = bool(terms) and all(terms.values())
             line["truncated"] = bool(done and not line["terminated"])
             self.writer.add_step(line, self._stack(obs))
@@ -661,6 +724,7 @@ class RecordParallelEpisodes(_BaseParallelWrapper):  # type: ignore[misc,valid-t
 # --------------------------------------------------------------------------------------------
 # Reader
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Episode:
@@ -698,8 +762,9 @@ class Episode:
     @property
     def actions(self) -> list:
         if self.agents:
-            return [{a: r.get("action") for a, r in s.get("agents", {}).items()}
-                    for s in self.steps]
+            return [
+                {a: r.get("action") for a, r in s.get("agents", {}).items()} for s in self.steps
+            ]
         return [s.get("action") for s in self.steps]
 
     def series(self, key: str, agent: str | None = None) -> np.ndarray:
@@ -708,7 +773,7 @@ class Episode:
         for i, s in enumerate(self.steps):
             src = s
             if "agents" in s and isinstance(s["agents"], dict):
-                name = agent if agent is not None else (self.agents or [None])[0]
+                name = agent if agent is not None else (self.agents or [""])[0]
                 src = s["agents"].get(name, {})
             v = src.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -758,7 +823,7 @@ class Episode:
         else:
             src = self.steps[min(i, len(self.steps)) - 1]
         if "agents" in src and isinstance(src["agents"], dict):
-            src = src["agents"].get(agent or (self.agents or [None])[0], {})
+            src = src["agents"].get(agent or (self.agents or [""])[0], {})
         return src.get("pose")
 
 
@@ -780,12 +845,16 @@ def load_episode(path: str | os.PathLike) -> Episode:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RecordingError(f"corrupt {mp}: not valid JSON ({_one_line(e)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise RecordingError(f"corrupt {mp}: not a {FORMAT_NAME} meta file "
-                             f"(format={meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise RecordingError(
+            f"corrupt {mp}: not a {FORMAT_NAME} meta file "
+            f"(format={meta.get('format') if isinstance(meta, dict) else None!r})"
+        )
     ver = meta.get("version")
     if not isinstance(ver, int) or ver < 1 or ver > FORMAT_VERSION:
-        raise RecordingError(f"{mp}: unsupported recording format version {ver!r} "
-                             f"(this reader supports 1..{FORMAT_VERSION})")
+        raise RecordingError(
+            f"{mp}: unsupported recording format version {ver!r} "
+            f"(this reader supports 1..{FORMAT_VERSION})"
+        )
 
     problems: list[str] = []
     complete = bool(meta.get("complete"))
@@ -816,7 +885,7 @@ def load_episode(path: str | os.PathLike) -> Episode:
     elif complete and meta.get("n_steps"):
         raise RecordingError(f"missing {sp} in a complete recording")
 
-    frames = None
+    frames: np.ndarray | None = None
     shape = meta.get("frame_shape")
     fp = path / FRAMES_FILE
     if shape:
@@ -828,8 +897,9 @@ def load_episode(path: str | os.PathLike) -> Episode:
         size = fp.stat().st_size if fp.exists() else 0
         n_full = size // fbytes if fbytes else 0
         if size % fbytes:
-            problems.append(f"partial last frame in {FRAMES_FILE} dropped "
-                            f"({size % fbytes} of {fbytes} bytes)")
+            problems.append(
+                f"partial last frame in {FRAMES_FILE} dropped ({size % fbytes} of {fbytes} bytes)"
+            )
         # Align: frames = steps + 1. Frames are written before their step line.
         n_steps = min(len(steps), max(n_full - 1, 0))
         if n_steps < len(steps):
@@ -845,8 +915,15 @@ def load_episode(path: str | os.PathLike) -> Episode:
     if complete and meta.get("n_steps") is not None and meta["n_steps"] != len(steps):
         problems.append(f"meta says n_steps={meta['n_steps']} but {len(steps)} are readable")
     truncated = bool(problems)
-    return Episode(path=path, meta=meta, steps=steps, frames=frames, complete=complete,
-                   truncated_recording=truncated, problems=problems)
+    return Episode(
+        path=path,
+        meta=meta,
+        steps=steps,
+        frames=frames,
+        complete=complete,
+        truncated_recording=truncated,
+        problems=problems,
+    )
 
 
 def is_episode_dir(path: str | os.PathLike) -> bool:
@@ -879,6 +956,7 @@ def find_episodes(root: str | os.PathLike, max_depth: int = 4) -> list[Path]:
 # Export
 # --------------------------------------------------------------------------------------------
 
+
 def mp4_available() -> bool:
     """True when imageio can write MP4 (imageio-ffmpeg or PyAV installed)."""
     for mod in ("imageio_ffmpeg", "av"):
@@ -891,6 +969,7 @@ def mp4_available() -> bool:
 
 
 def _frame_rgb(ep: Episode, i: int, agent: int = 0) -> np.ndarray:
+    assert ep.frames is not None
     f = np.asarray(ep.frames[i])
     if ep.agents and f.ndim == 4:
         f = f[min(agent, f.shape[0] - 1)]
@@ -905,8 +984,14 @@ def _frame_rgb(ep: Episode, i: int, agent: int = 0) -> np.ndarray:
     return np.ascontiguousarray(f)
 
 
-def export_episode(path: str | os.PathLike | Episode, out: str | os.PathLike, *,
-                   fps: float = 10.0, scale: int = 4, agent: int = 0) -> Path:
+def export_episode(
+    path: str | os.PathLike | Episode,
+    out: str | os.PathLike,
+    *,
+    fps: float = 10.0,
+    scale: int = 4,
+    agent: int = 0,
+) -> Path:
     """Write the episode's frames to ``out`` (``.gif`` or ``.mp4``), nearest-neighbour scaled
     by ``scale``. MP4 needs an ffmpeg backend (imageio-ffmpeg or PyAV); without one the video is
     written as GIF next to it (``.gif`` suffix) with a warning. Returns the written path."""
@@ -920,8 +1005,9 @@ def export_episode(path: str | os.PathLike | Episode, out: str | os.PathLike, *,
     if suffix not in (".gif", ".mp4"):
         raise ValueError(f"export: unsupported output {out} (use .gif or .mp4)")
     if suffix == ".mp4" and not mp4_available():
-        warnings.warn("export: no ffmpeg backend (pip install imageio-ffmpeg); writing GIF",
-                      stacklevel=2)
+        warnings.warn(
+            "export: no ffmpeg backend (pip install imageio-ffmpeg); writing GIF", stacklevel=2
+        )
         out, suffix = out.with_suffix(".gif"), ".gif"
     scale = max(1, int(scale))
     frames = []

@@ -136,7 +136,7 @@ def _column_tops(vox, g_top, hmax, dist):
     return m
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _cell(vox, x, y, z, g_top, grass):
     if 0 <= y < vox.shape[1]:
         return vox[x, y, z]
@@ -145,7 +145,7 @@ def _cell(vox, x, y, z, g_top, grass):
     return 0
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _ground(oy, dy, ta, tb, g_top, entry_face):
     """First hit of the flat outside ground (solid for local y < g_top) on [ta, tb]."""
     ya = oy + ta * dy
@@ -158,38 +158,27 @@ def _ground(oy, dy, ta, tb, g_top, entry_face):
     return _BIG, -1
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _trace(vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d):
     """Returns (t, face, palette index) of the first solid node along the ray, (BIG, -1, 0) if
     none within max_d. Coordinates are crop-local: cell i spans [i, i+1)."""
     SX = vox.shape[0]
     SZ = vox.shape[2]
-    adx = abs(dx)
-    adz = abs(dz)
-    if adx > _EPS:
-        inv = 1.0 / dx
-        tx0 = (0.0 - ox) * inv
-        tx1 = (SX - ox) * inv
-        if tx0 > tx1:
-            tx0, tx1 = tx1, tx0
-    elif 0.0 <= ox < SX:
-        tx0 = -_BIG
-        tx1 = _BIG
-    else:
-        tx0 = _BIG
-        tx1 = -_BIG
-    if adz > _EPS:
-        inv = 1.0 / dz
-        tz0 = (0.0 - oz) * inv
-        tz1 = (SZ - oz) * inv
-        if tz0 > tz1:
-            tz0, tz1 = tz1, tz0
-    elif 0.0 <= oz < SZ:
-        tz0 = -_BIG
-        tz1 = _BIG
-    else:
-        tz0 = _BIG
-        tz1 = -_BIG
+    # a direction component of (near) zero becomes +-EPS: no special cases below
+    if abs(dx) < _EPS:
+        dx = _EPS if dx >= 0.0 else -_EPS
+    if abs(dz) < _EPS:
+        dz = _EPS if dz >= 0.0 else -_EPS
+    ix = 1.0 / dx
+    iz = 1.0 / dz
+    a = -ox * ix
+    b = (SX - ox) * ix
+    tx0 = min(a, b)
+    tx1 = max(a, b)
+    a = -oz * iz
+    b = (SZ - oz) * iz
+    tz0 = min(a, b)
+    tz1 = max(a, b)
     t_in = max(0.0, max(tx0, tz0))
     t_out = min(max_d, min(tx1, tz1))
     if t_in >= t_out:  # the ray never crosses the crop's footprint
@@ -203,38 +192,28 @@ def _trace(vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d):
         face = F_NX if dx > 0.0 else F_PX
     else:
         face = F_NZ if dz > 0.0 else F_PZ
-    cx = int(math.floor(ox + t_in * dx))
-    cz = int(math.floor(oz + t_in * dz))
-    cx = min(max(cx, 0), SX - 1)
-    cz = min(max(cz, 0), SZ - 1)
-    if adx > _EPS:
-        if dx > 0.0:
-            stepx = 1
-            tmx = (cx + 1 - ox) / dx
-        else:
-            stepx = -1
-            tmx = (cx - ox) / dx
-        tdx = 1.0 / adx
+    cx = min(max(int(math.floor(ox + t_in * dx)), 0), SX - 1)
+    cz = min(max(int(math.floor(oz + t_in * dz)), 0), SZ - 1)
+    if dx > 0.0:
+        stepx = 1
+        bx = 1.0
     else:
-        stepx = 0
-        tdx = _BIG
-        tmx = _BIG
-    if adz > _EPS:
-        if dz > 0.0:
-            stepz = 1
-            tmz = (cz + 1 - oz) / dz
-        else:
-            stepz = -1
-            tmz = (cz - oz) / dz
-        tdz = 1.0 / adz
+        stepx = -1
+        bx = 0.0
+    if dz > 0.0:
+        stepz = 1
+        bz = 1.0
     else:
-        stepz = 0
-        tdz = _BIG
-        tmz = _BIG
+        stepz = -1
+        bz = 0.0
+    tdx = abs(ix)
+    tdz = abs(iz)
+    tmx = (cx + bx - ox) * ix
+    tmz = (cz + bz - oz) * iz
     ta = t_in
     # empty-space skipping over flat columns (height <= outside ground): while the ray stays
     # above the ground top it cannot hit any column within the Chebyshev radius dist - 1.
-    inv_h = 1.0 / max(max(adx, adz), _EPS)
+    inv_h = min(tdx, tdz)
     t_low = _BIG
     if dy < 0.0:
         t_low = (g_top - oy) / dy
@@ -251,14 +230,8 @@ def _trace(vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d):
                 pz = oz + ta * dz
                 cx = min(max(int(math.floor(px)), 0), SX - 1)
                 cz = min(max(int(math.floor(pz)), 0), SZ - 1)
-                if stepx > 0:
-                    tmx = (cx + 1 - ox) / dx
-                elif stepx < 0:
-                    tmx = (cx - ox) / dx
-                if stepz > 0:
-                    tmz = (cz + 1 - oz) / dz
-                elif stepz < 0:
-                    tmz = (cz - oz) / dz
+                tmx = (cx + bx - ox) * ix
+                tmz = (cz + bz - oz) * iz
         tb = min(t_out, min(tmx, tmz))
         ya = oy + ta * dy
         yb = oy + tb * dy
@@ -314,7 +287,7 @@ def _trace(vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d):
     return t, f, (grass if f >= 0 else 0)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _texel(face, px, py, pz):
     """(atlas face slot, row, col) of a node face hit at crop-local point p (side textures
     upright, not mirrored seen from outside; top textures with north up)."""
@@ -350,7 +323,7 @@ def _texel(face, px, py, pz):
     return slot, row, col
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _body_hit(bodies, exclude, cx, cy, cz, dx, dy, dz, t_best):
     """Nearest body box hit before t_best: (t, body index, face, u, v) or body index -1.
     Boxes are [-0.3, 0.3] x [0, 1.77] x [-0.3, 0.3] turned by the body's yaw."""
@@ -445,7 +418,7 @@ def _body_hit(bodies, exclude, cx, cy, cz, dx, dy, dz, t_best):
     return t_best, best_b, best_f, best_u, best_v
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _body_shade(face, yaw):
     if face == 4:
         return 1.0

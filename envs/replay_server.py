@@ -32,7 +32,6 @@ import threading
 import time
 import webbrowser
 import zlib
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -52,16 +51,30 @@ from .recording import (
 )
 
 STATIC_DIR = Path(__file__).with_name("replay_static")
-_CTYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-           ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml"}
+_CTYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
 
 # Overhead map classes, in drawing-priority order (a column shows its highest-priority node).
-MAP_CLASSES = ["empty", "ground", "leaves", "wall", "trunk", "lever", "off_switch",
-               "reward_button"]
-_NAME_TO_CLASS = {"grass": "ground", "dirt": "ground", "stone": "wall", "wall": "wall",
-                  "tree": "trunk", "apple_tree": "trunk", "pine_tree": "trunk",
-                  "leaves": "leaves", "apple": "leaves", "reward_button": "reward_button",
-                  "off_switch": "off_switch", "lever": "lever"}
+MAP_CLASSES = ["empty", "ground", "leaves", "wall", "trunk", "lever", "off_switch", "reward_button"]
+_NAME_TO_CLASS = {
+    "grass": "ground",
+    "dirt": "ground",
+    "stone": "wall",
+    "wall": "wall",
+    "tree": "trunk",
+    "apple_tree": "trunk",
+    "pine_tree": "trunk",
+    "leaves": "leaves",
+    "apple": "leaves",
+    "reward_button": "reward_button",
+    "off_switch": "off_switch",
+    "lever": "lever",
+}
 _MARKER_KINDS = ("reward_button", "off_switch", "lever")
 
 
@@ -78,12 +91,17 @@ def encode_png(img: np.ndarray) -> bytes:
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         body = tag + data
-        return (len(data).to_bytes(4, "big") + body
-                + (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "big"))
+        return (
+            len(data).to_bytes(4, "big") + body + (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "big")
+        )
 
     ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, color_type, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def world_map(ep: Episode) -> dict[str, Any]:
@@ -107,16 +125,30 @@ def world_map(ep: Episode) -> dict[str, Any]:
     for kind in _MARKER_KINDS:
         k = MAP_CLASSES.index(kind)
         for x, y, z in zip(*np.nonzero(cls3 == k), strict=True):
-            markers.append({"kind": kind, "x": int(x) + origin[0], "y": int(y) + origin[1],
-                            "z": int(z) + origin[2]})
+            markers.append(
+                {
+                    "kind": kind,
+                    "x": int(x) + origin[0],
+                    "y": int(y) + origin[1],
+                    "z": int(z) + origin[2],
+                }
+            )
     trunk = cls3 == MAP_CLASSES.index("trunk")
     heights = trunk.sum(axis=1)
-    trunks = [{"x": int(x) + origin[0], "z": int(z) + origin[2], "height": int(heights[x, z])}
-              for x, z in zip(*np.nonzero(heights), strict=True)]
-    return {"available": True, "origin": origin, "size": [int(vox.shape[0]), int(vox.shape[2])],
-            "cells": cells.astype(int).ravel().tolist(), "classes": MAP_CLASSES,
-            "markers": markers, "trunks": trunks,
-            "bodies": to_jsonable(w.get("bodies") or [])}
+    trunks = [
+        {"x": int(x) + origin[0], "z": int(z) + origin[2], "height": int(heights[x, z])}
+        for x, z in zip(*np.nonzero(heights), strict=True)
+    ]
+    return {
+        "available": True,
+        "origin": origin,
+        "size": [int(vox.shape[0]), int(vox.shape[2])],
+        "cells": cells.astype(int).ravel().tolist(),
+        "classes": MAP_CLASSES,
+        "markers": markers,
+        "trunks": trunks,
+        "bodies": to_jsonable(w.get("bodies") or []),
+    }
 
 
 class EpisodeStore:
@@ -142,7 +174,7 @@ class EpisodeStore:
 
     @staticmethod
     def _sig(p: Path) -> tuple:
-        out = []
+        out: list[tuple[int, int] | None] = []
         for name in (META_FILE, STEPS_FILE, FRAMES_FILE):
             try:
                 st = (p / name).stat()
@@ -164,7 +196,8 @@ class EpisodeStore:
         return ep
 
     def summaries(self, event: str | None = None) -> dict[str, Any]:
-        eps, kinds = [], set()
+        eps: list[dict[str, Any]] = []
+        kinds: set[str] = set()
         for p in find_episodes(self.root):
             eid = self.ep_id(p)
             try:
@@ -177,20 +210,38 @@ class EpisodeStore:
             if event and not counts.get(event):
                 continue
             m = ep.meta
-            eps.append({"id": eid, "env_id": m.get("env_id"), "seed": m.get("seed"),
-                        "started": m.get("started"), "ended": m.get("ended"),
-                        "complete": ep.complete, "truncated_recording": ep.truncated_recording,
-                        "end_reason": m.get("end_reason"), "n_steps": ep.n_steps,
-                        "n_frames": ep.n_frames, "totals": m.get("totals"),
-                        "event_counts": counts, "has_world": bool(m.get("has_world")),
-                        "agents": ep.agents})
+            eps.append(
+                {
+                    "id": eid,
+                    "env_id": m.get("env_id"),
+                    "seed": m.get("seed"),
+                    "started": m.get("started"),
+                    "ended": m.get("ended"),
+                    "complete": ep.complete,
+                    "truncated_recording": ep.truncated_recording,
+                    "end_reason": m.get("end_reason"),
+                    "n_steps": ep.n_steps,
+                    "n_frames": ep.n_frames,
+                    "totals": m.get("totals"),
+                    "event_counts": counts,
+                    "has_world": bool(m.get("has_world")),
+                    "agents": ep.agents,
+                }
+            )
         return {"root": str(self.root), "event_kinds": sorted(kinds), "episodes": eps}
 
     def episode_json(self, ep_id: str) -> dict[str, Any]:
         ep = self.get(ep_id)
-        return {"id": ep_id, "meta": ep.meta, "steps": ep.steps, "n_frames": ep.n_frames,
-                "frame_shape": ep.meta.get("frame_shape"), "complete": ep.complete,
-                "truncated_recording": ep.truncated_recording, "problems": ep.problems}
+        return {
+            "id": ep_id,
+            "meta": ep.meta,
+            "steps": ep.steps,
+            "n_frames": ep.n_frames,
+            "frame_shape": ep.meta.get("frame_shape"),
+            "complete": ep.complete,
+            "truncated_recording": ep.truncated_recording,
+            "problems": ep.problems,
+        }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -227,15 +278,15 @@ class _Handler(BaseHTTPRequestHandler):
             if path in ("/", "/index.html"):
                 return self._static("index.html")
             if path.startswith("/static/"):
-                return self._static(path[len("/static/"):])
+                return self._static(path[len("/static/") :])
             if path == "/api/episodes":
-                return self._json(self.store.summaries((q.get("event") or [None])[0] or None))
+                return self._json(self.store.summaries((q.get("event") or [""])[0] or None))
             if path.startswith("/api/episode/"):
-                return self._json(self.store.episode_json(path[len("/api/episode/"):]))
+                return self._json(self.store.episode_json(path[len("/api/episode/") :]))
             if path.startswith("/api/map/"):
-                return self._json(world_map(self.store.get(path[len("/api/map/"):])))
+                return self._json(world_map(self.store.get(path[len("/api/map/") :])))
             if path.startswith("/api/frame/") and path.endswith(".png"):
-                ep_id, _, t = path[len("/api/frame/"):-len(".png")].rpartition("/")
+                ep_id, _, t = path[len("/api/frame/") : -len(".png")].rpartition("/")
                 return self._frame(ep_id or ".", int(t), int((q.get("agent") or ["0"])[0]))
             return self._error(404, f"no route {path}")
         except KeyError as e:
@@ -278,8 +329,9 @@ class ReplayServer:
 
     def start(self) -> ReplayServer:
         """Serve in a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                        name="replay-server")
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, daemon=True, name="replay-server"
+        )
         self._thread.start()
         return self
 
@@ -299,8 +351,13 @@ class ReplayServer:
         self.stop()
 
 
-def serve(root: str | Path, host: str = "127.0.0.1", port: int = 0, open_browser: bool = True,
-          episode: str | None = None) -> None:
+def serve(
+    root: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    open_browser: bool = True,
+    episode: str | None = None,
+) -> None:
     """Serve ``root`` until Ctrl-C, printing the URL (and opening a browser unless told not)."""
     srv = ReplayServer(root, host=host, port=port)
     url = srv.url + (f"#{episode}" if episode else "")

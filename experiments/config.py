@@ -52,7 +52,8 @@ class TrainConfig:
     """Total env steps (summed over envs) to train for; on resume, the target total."""
 
     device: str = "auto"
-    """Torch device: ``"auto"`` (cuda if available, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"``."""
+    """Torch device: ``"auto"`` (cuda if available, else cpu), ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``."""
 
     torch_threads: int = 0
     """``torch.set_num_threads`` for the learner; 0 leaves torch's default."""
@@ -136,7 +137,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build and type-check a config from a mapping (raises :class:`ConfigError`)."""
         if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
+            raise ConfigError(
+                f"{source}: expected a mapping of settings, got {type(data).__name__}")
         hints = typing.get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         values: dict[str, Any] = {}
@@ -163,8 +165,9 @@ class TrainConfig:
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
             raise ConfigError(f"{source}: device: expected auto/cpu/cuda/cuda:N, got '{dev}'")
-        if self.run_name is not None and ("/" in self.run_name or self.run_name in ("", ".", "..")):
-            raise ConfigError(f"{source}: run_name: must be a plain folder name, got '{self.run_name}'")
+        rn = self.run_name
+        if rn is not None and ("/" in rn or rn in ("", ".", "..")):
+            raise ConfigError(f"{source}: run_name: must be a plain folder name, got '{rn}'")
 
 
 def _type_name(tp: Any) -> str:
@@ -188,7 +191,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected bool (true/false), got {type(value).__name__} {value!r}")
+        raise ConfigError(
+            f"{where}: expected bool (true/false), got {type(value).__name__} {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -268,7 +272,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
             if cur is None:
                 cur = {}
             elif not isinstance(cur, dict):
-                raise ConfigError(f"override '{item}': '{'.'.join(parts[: i + 1])}' is not a mapping")
+                prefix = ".".join(parts[: i + 1])
+                raise ConfigError(f"override '{item}': '{prefix}' is not a mapping")
             cur = dict(cur)
             target[part] = cur
             target = cur

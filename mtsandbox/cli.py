@@ -18,6 +18,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "train": "mtsandbox.agents.train:cli",
     "eval": "mtsandbox.agents.evaluate:cli",
+    "replay": "mtsandbox.replay_cli:cli",
     # --- registered for other issues; listed only once their module exists -----------------
     # (placeholders: rename to the module the owning issue actually creates)
     "record": "mtsandbox.agents.record:cli",
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
 HELP: dict[str, str] = {
     "train": "train PPO from a YAML config (checkpoints, TensorBoard logs, resume)",
     "eval": "evaluate a checkpoint or a random policy for N episodes",
+    "replay": "browse recorded episodes in a local web viewer, or export one",
     "record": "record episodes of a policy",
     "probe": "interpretability probes on a checkpoint",
 }

@@ -21,23 +21,36 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="an episode directory, or a directory holding episodes "
-                                     "(searched recursively)")
-    parser.add_argument("--port", type=int, default=0,
-                        help="port on 127.0.0.1 (default 0: a free port)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to bind (default 127.0.0.1; the viewer has no auth)")
+    parser.add_argument(
+        "path", help="an episode directory, or a directory holding episodes (searched recursively)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free port)"
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default 127.0.0.1; the viewer has no auth)",
+    )
     parser.add_argument("--no-browser", action="store_true", help="do not open a web browser")
-    parser.add_argument("--episode", default=None,
-                        help="episode id (path relative to PATH) to open or export; default: "
-                             "PATH itself if it is an episode, else the first one")
-    parser.add_argument("--export", metavar="OUT", default=None,
-                        help="write the episode to OUT (.gif, or .mp4 when an ffmpeg backend "
-                             "is installed) instead of serving")
+    parser.add_argument(
+        "--episode",
+        default=None,
+        help="episode id (path relative to PATH) to open or export; default: "
+        "PATH itself if it is an episode, else the first one",
+    )
+    parser.add_argument(
+        "--export",
+        metavar="OUT",
+        default=None,
+        help="write the episode to OUT (.gif, or .mp4 when an ffmpeg backend "
+        "is installed) instead of serving",
+    )
     parser.add_argument("--fps", type=float, default=10.0, help="export frame rate")
     parser.add_argument("--scale", type=int, default=4, help="export pixel scale")
-    parser.add_argument("--agent", type=int, default=0,
-                        help="export: agent index for multi-agent recordings")
+    parser.add_argument(
+        "--agent", type=int, default=0, help="export: agent index for multi-agent recordings"
+    )
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -58,16 +71,25 @@ def cli(args: argparse.Namespace) -> int:
                     return 2
                 ep_path = eps[0]
                 if len(eps) > 1:
-                    print(f"replay: {len(eps)} episodes under {root}; exporting {ep_path} "
-                          "(choose with --episode)", file=sys.stderr)
-            out = export_episode(ep_path, args.export, fps=args.fps, scale=args.scale,
-                                 agent=args.agent)
+                    print(
+                        f"replay: {len(eps)} episodes under {root}; exporting {ep_path} "
+                        "(choose with --episode)",
+                        file=sys.stderr,
+                    )
+            out = export_episode(
+                ep_path, args.export, fps=args.fps, scale=args.scale, agent=args.agent
+            )
             print(f"replay: wrote {out}")
             return 0
         from mtsandbox.envs.replay_server import serve
 
-        serve(root, host=args.host, port=args.port, open_browser=not args.no_browser,
-              episode=args.episode)
+        serve(
+            root,
+            host=args.host,
+            port=args.port,
+            open_browser=not args.no_browser,
+            episode=args.episode,
+        )
         return 0
     except RecordingError as e:
         print(f"replay: {e}", file=sys.stderr)

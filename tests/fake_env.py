@@ -10,7 +10,7 @@ real ``MinetestSandbox/...`` ids).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -25,9 +25,10 @@ ACTION_MEANINGS = ["noop", "forward", "back", "left", "right", "turn_left", "tur
 class FakeTreePunchEnv(gym.Env):
     """Same observation/action spaces and info keys as the real env; trivial dynamics."""
 
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, max_steps: int = 500, shaped: bool = False, render_mode: str | None = None):
+    def __init__(self, max_steps: int = 500, shaped: bool = False, render_mode: str | None = None,
+                 crash_at_step: int | None = None):
         self.observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
         self.action_space = spaces.Discrete(len(ACTION_MEANINGS))
         self.max_steps = int(max_steps)
@@ -37,6 +38,8 @@ class FakeTreePunchEnv(gym.Env):
         self._yaw = 0.0
         self._obs = np.zeros((64, 64, 3), np.uint8)
         self.closed = False
+        self.crash_at_step = crash_at_step  # raise RuntimeError at this step (tests cleanup)
+        self._total_steps = 0
 
     def get_action_meanings(self) -> list[str]:
         return list(ACTION_MEANINGS)
@@ -70,6 +73,9 @@ class FakeTreePunchEnv(gym.Env):
     def step(self, action):
         a = ACTION_MEANINGS[int(action)]
         self._t += 1
+        self._total_steps += 1
+        if self.crash_at_step is not None and self._total_steps >= self.crash_at_step:
+            raise RuntimeError("fake env crash (requested by crash_at_step)")
         if a == "turn_left":
             self._yaw += 0.3
         elif a == "turn_right":

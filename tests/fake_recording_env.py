@@ -10,7 +10,7 @@ trunk bars) so screenshots of the replay viewer show something recognisable.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -49,8 +49,7 @@ class FakeWorld:
         self._set(*self.button, BUTTON)
         self._set(*self.switch, SWITCH)
         self.t = 0
-        self.agent = {"x": 0.0, "y": 1.0, "z": 0.0, "yaw": float(rng.uniform(-3, 3)),
-                      "pitch": 0.0}
+        self.agent = {"x": 0.0, "y": 1.0, "z": 0.0, "yaw": float(rng.uniform(-3, 3)), "pitch": 0.0}
         self.overseer = {"x": 5.0, "y": 1.0, "z": -4.0, "yaw": 0.0}
 
     def _set(self, x: int, y: int, z: int, v: int) -> None:
@@ -85,16 +84,20 @@ class FakeWorld:
         return best, which
 
     def tree_in_view(self) -> bool:
-        return any(abs(self._rel(x, z)[1]) < math.radians(36) and self.trunk_height(x, z)
-                   for x, z in self.trunks)
+        return any(
+            abs(self._rel(x, z)[1]) < math.radians(36) and self.trunk_height(x, z)
+            for x, z in self.trunks
+        )
 
     def frame(self) -> np.ndarray:
         img = np.zeros((64, 64, 3), np.uint8)
         img[:32] = np.linspace([110, 160, 230], [180, 210, 250], 32).astype(np.uint8)[:, None]
         img[32:] = np.linspace([70, 140, 50], [40, 100, 30], 32).astype(np.uint8)[:, None]
         items = [(x, z, "tree") for x, z in self.trunks if self.trunk_height(x, z)]
-        items += [(self.button[0], self.button[2], "button"), (self.switch[0], self.switch[2],
-                                                               "switch")]
+        items += [
+            (self.button[0], self.button[2], "button"),
+            (self.switch[0], self.switch[2], "switch"),
+        ]
         items += [(self.overseer["x"], self.overseer["z"], "overseer")]
         items.sort(key=lambda it: -self._rel(it[0], it[1])[0])
         for x, z, kind in items:
@@ -104,15 +107,22 @@ class FakeWorld:
             cx = int(32 + ang / math.radians(36) * 32)
             h = int(min(60, 90 / max(d, 0.5)))
             w = max(1, int(h / 6))
-            col = {"tree": (110, 75, 40), "button": (220, 40, 40), "switch": (240, 200, 30),
-                   "overseer": (60, 60, 200)}[kind]
+            col = {
+                "tree": (110, 75, 40),
+                "button": (220, 40, 40),
+                "switch": (240, 200, 30),
+                "overseer": (60, 60, 200),
+            }[kind]
             if kind == "tree":
                 top = 32 - h // 2
-                img[max(0, top - w * 2):max(0, top + w), max(0, cx - 3 * w):cx + 3 * w] = (
-                    40, 120, 40)
-                img[max(0, top):32 + h // 4, max(0, cx - w):cx + w] = col
+                img[max(0, top - w * 2) : max(0, top + w), max(0, cx - 3 * w) : cx + 3 * w] = (
+                    40,
+                    120,
+                    40,
+                )
+                img[max(0, top) : 32 + h // 4, max(0, cx - w) : cx + w] = col
             else:
-                img[max(0, 32 - h // 4):32 + h // 4, max(0, cx - w):cx + w] = col
+                img[max(0, 32 - h // 4) : 32 + h // 4, max(0, cx - w) : cx + w] = col
         return img
 
     def step(self, action: int) -> tuple[float, float, list[dict[str, Any]]]:
@@ -135,47 +145,94 @@ class FakeWorld:
                 y = self.trunk_height(x, z)
                 self._set(x, y, z, AIR)
                 reward, perf = 1.0, 1.0
-                events.append({"kind": "trunk_dug", "step": self.t, "by": "agent", "height": y,
-                               "x": x, "y": y, "z": z})
+                events.append(
+                    {
+                        "kind": "trunk_dug",
+                        "step": self.t,
+                        "by": "agent",
+                        "height": y,
+                        "x": x,
+                        "y": y,
+                        "z": z,
+                    }
+                )
         elif a == "press":
             bx, _, bz = self.button
             if math.hypot(bx - ag["x"], bz - ag["z"]) < 3.0:
                 reward = 1.0
-                events.append({"kind": "button_pressed", "step": self.t, "by": "agent",
-                               "x": bx, "y": 1, "z": bz})
+                events.append(
+                    {
+                        "kind": "button_pressed",
+                        "step": self.t,
+                        "by": "agent",
+                        "x": bx,
+                        "y": 1,
+                        "z": bz,
+                    }
+                )
         ov = self.overseer
         ang = self.t * 0.15
         ov["x"], ov["z"] = 5.0 + 3.0 * math.cos(ang), -4.0 + 3.0 * math.sin(ang)
         ov["yaw"] = ang
         if self.t % 12 == 0:
             reward += 1.0
-            events.append({"kind": "button_pressed", "step": self.t, "by": "overseer",
-                           "x": self.button[0], "y": 1, "z": self.button[2]})
+            events.append(
+                {
+                    "kind": "button_pressed",
+                    "step": self.t,
+                    "by": "overseer",
+                    "x": self.button[0],
+                    "y": 1,
+                    "z": self.button[2],
+                }
+            )
         if self.t == 25:
-            events.append({"kind": "switch_pressed", "step": self.t, "by": "overseer",
-                           "x": self.switch[0], "y": 1, "z": self.switch[2]})
+            events.append(
+                {
+                    "kind": "switch_pressed",
+                    "step": self.t,
+                    "by": "overseer",
+                    "x": self.switch[0],
+                    "y": 1,
+                    "z": self.switch[2],
+                }
+            )
         if self.t == 18:
-            events.append({"kind": "interference", "step": self.t, "by": "agent",
-                           "target": "overseer"})
+            events.append(
+                {"kind": "interference", "step": self.t, "by": "agent", "target": "overseer"}
+            )
         return reward, perf, events
 
     def info(self, reward: float, perf: float, events: list) -> dict[str, Any]:
         d, _ = self.nearest_trunk()
-        return {"observed_reward": reward, "hidden_performance": perf, "events": events,
-                "pose": dict(self.agent), "tree_in_view": self.tree_in_view(),
-                "dist_nearest_trunk": float(d) if math.isfinite(d) else 99.0}
+        return {
+            "observed_reward": reward,
+            "hidden_performance": perf,
+            "events": events,
+            "pose": dict(self.agent),
+            "tree_in_view": self.tree_in_view(),
+            "dist_nearest_trunk": float(d) if math.isfinite(d) else 99.0,
+        }
 
     def snapshot(self) -> dict[str, Any]:
-        return {"vox": self.vox.copy(), "origin": list(self.origin),
-                "bodies": [{"name": "agent", "kind": "agent", **{k: self.agent[k] for k in
-                                                                  ("x", "y", "z", "yaw")}},
-                           {"name": "overseer1", "kind": "overseer", **self.overseer}]}
+        return {
+            "vox": self.vox.copy(),
+            "origin": list(self.origin),
+            "bodies": [
+                {
+                    "name": "agent",
+                    "kind": "agent",
+                    **{k: self.agent[k] for k in ("x", "y", "z", "yaw")},
+                },
+                {"name": "overseer1", "kind": "overseer", **self.overseer},
+            ],
+        }
 
 
 class FakeRecordingEnv(gym.Env):
     """Single-agent gym fake with ``world_snapshot()``."""
 
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
     def __init__(self, max_steps: int = 40):
         self.observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
@@ -217,7 +274,7 @@ except Exception:  # pragma: no cover
 class FakeParallelEnv(ParallelEnv):  # type: ignore[misc,valid-type]
     """Two independent fake agents as a PettingZoo ParallelEnv."""
 
-    metadata = {"name": "fake_parallel_v0"}
+    metadata: ClassVar[dict[str, Any]] = {"name": "fake_parallel_v0"}
 
     def __init__(self, max_steps: int = 10):
         self.possible_agents = ["agent_0", "agent_1"]
@@ -235,8 +292,10 @@ class FakeParallelEnv(ParallelEnv):  # type: ignore[misc,valid-type]
         rng = np.random.default_rng(seed)
         self.agents = list(self.possible_agents)
         self._worlds = {a: FakeWorld(rng, self.max_steps) for a in self.agents}
-        return ({a: w.frame() for a, w in self._worlds.items()},
-                {a: w.info(0.0, 0.0, []) for a, w in self._worlds.items()})
+        return (
+            {a: w.frame() for a, w in self._worlds.items()},
+            {a: w.info(0.0, 0.0, []) for a, w in self._worlds.items()},
+        )
 
     def step(self, actions):
         obs, rew, term, trunc, infos = {}, {}, {}, {}, {}

@@ -32,7 +32,7 @@ from mtsandbox.envs.recording import (
 from mtsandbox.envs.replay_server import ReplayServer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_recording_env import (  # noqa: E402
+from fake_recording_env import (
     FakeParallelEnv,
     FakeRecordingEnv,
     greedy_action,
@@ -63,8 +63,9 @@ def record(root: Path, n_episodes: int = 2, max_steps: int = 30, policy: bool = 
             rewards.append(r)
             t += 1
             done = term or trunc
-        truth.append({"frames": np.stack(frames), "actions": actions, "rewards": rewards,
-                      "values": values})
+        truth.append(
+            {"frames": np.stack(frames), "actions": actions, "rewards": rewards, "values": values}
+        )
     env.close()
     return truth
 
@@ -90,17 +91,29 @@ def test_round_trip(tmp_path):
         assert m["frame_shape"] == [64, 64, 3] and m["n_steps"] == 30
         assert m["totals"]["observed_reward"] == pytest.approx(sum(tr["rewards"]))
         assert m["action_meanings"][4] == "dig"
-        assert set(ep.steps[5]) >= {"t", "action", "observed_reward", "hidden_performance",
-                                    "terminated", "truncated", "events", "pose", "bodies"}
+        assert set(ep.steps[5]) >= {
+            "t",
+            "action",
+            "observed_reward",
+            "hidden_performance",
+            "terminated",
+            "truncated",
+            "events",
+            "pose",
+            "bodies",
+        }
         assert ep.steps[-1]["truncated"] is True
         kinds = ep.event_counts()
         assert kinds.get("button_pressed") == 2 and kinds.get("interference") == 1
         assert all({"kind", "step"} <= set(e) for e in ep.events)
         w = ep.world
-        assert w is not None and w["vox"].shape == (24, 8, 24) and list(w["origin"]) == [-12, 0,
-                                                                                          -12]
-        assert w["palette"][3] == "tree" and {b["kind"] for b in w["bodies"]} == {"agent",
-                                                                                  "overseer"}
+        assert (
+            w is not None and w["vox"].shape == (24, 8, 24) and list(w["origin"]) == [-12, 0, -12]
+        )
+        assert w["palette"][3] == "tree" and {b["kind"] for b in w["bodies"]} == {
+            "agent",
+            "overseer",
+        }
         assert ep.pose_at(0) == m["reset_info"]["pose"]
     # numbering continues; nothing is overwritten
     record(tmp_path, n_episodes=1, max_steps=3)
@@ -122,7 +135,9 @@ def test_parallel_round_trip(tmp_path):
     np.testing.assert_array_equal(np.asarray(ep.frames), np.stack(seen))
     s0 = ep.steps[0]
     assert s0["agents"]["agent_0"]["value"] == 1.5 and s0["agents"]["agent_1"]["probs"] == [
-        0.5, 0.5]
+        0.5,
+        0.5,
+    ]
     assert s0["agents"]["agent_0"]["action"] == 4
     assert ep.meta["end_reason"] == "truncated"
 
@@ -213,7 +228,7 @@ def test_corrupt_files_give_one_clear_error(tmp_path):
     with pytest.raises(RecordingError, match=r"steps.jsonl: line 2"):
         load_episode(p)
 
-    with pytest.raises(RecordingError, match="no meta.json"):
+    with pytest.raises(RecordingError, match=r"no meta\.json"):
         load_episode(tmp_path)
 
 
@@ -300,8 +315,12 @@ def test_server_endpoints(tmp_path):
         assert code == 200 and b"app.js" in html
         for name in ("app.js", "style.css"):
             assert _get(srv.url + "static/" + name)[0] == 200
-        for bad in ("api/episode/ep_999999", "api/frame/ep_000000/999.png",
-                    "api/episode/../../etc", "static/../recording.py"):
+        for bad in (
+            "api/episode/ep_999999",
+            "api/frame/ep_000000/999.png",
+            "api/episode/../../etc",
+            "static/../recording.py",
+        ):
             with pytest.raises(urllib.error.HTTPError) as ei:
                 _get(srv.url + bad)
             assert ei.value.code == 404
@@ -316,14 +335,29 @@ def _chromium() -> str | None:
 
 
 def _chromium_cmd(exe: str, tmp: Path, *extra: str) -> list[str]:
-    return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={tmp / 'chrome-profile'}", "--hide-scrollbars",
-            "--window-size=1280,800", "--virtual-time-budget=5000", *extra]
+    return [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'chrome-profile'}",
+        "--hide-scrollbars",
+        "--window-size=1280,800",
+        "--virtual-time-budget=5000",
+        *extra,
+    ]
 
 
-@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (apt-get install "
-                                                "chromium); the headless viewer test needs it")
+@pytest.mark.skipif(
+    _chromium() is None,
+    reason="chromium is not installed (apt-get install "
+    "chromium); the headless viewer test needs it",
+)
 def test_viewer_in_headless_chromium(tmp_path):
     exe = _chromium()
     assert exe is not None
@@ -341,11 +375,18 @@ def test_viewer_in_headless_chromium(tmp_path):
             done, t = term or trunc, t + 1
     env.close()
     ep = load_episode(tmp_path / "rec" / "ep_000001")
-    step = 33
+    # show the frame right after the agent dug a trunk (a tree is in view)
+    step = 1 + next(
+        t for t, s in enumerate(ep.steps) if any(e["kind"] == "trunk_dug" for e in s["events"])
+    )
     with ReplayServer(tmp_path / "rec", port=0) as srv:
         url = f"{srv.url}?ep=ep_000001&t={step}"
-        r = subprocess.run(_chromium_cmd(exe, tmp_path, "--dump-dom", url), capture_output=True,
-                           text=True, timeout=120)
+        r = subprocess.run(
+            _chromium_cmd(exe, tmp_path, "--dump-dom", url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         m = re.search(r"<body([^>]*)>", r.stdout)
         assert m, f"no DOM from chromium: {r.stderr[-1500:]}"
         attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', m.group(1)))
@@ -359,8 +400,12 @@ def test_viewer_in_headless_chromium(tmp_path):
         assert f'max="{ep.n_steps}"' in r.stdout  # the slider spans every frame
 
         shot = tmp_path / "viewer.png"
-        r = subprocess.run(_chromium_cmd(exe, tmp_path, f"--screenshot={shot}", url),
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            _chromium_cmd(exe, tmp_path, f"--screenshot={shot}", url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert shot.exists(), r.stderr[-1500:]
     img = iio.imread(shot)[..., :3].astype(int)
     assert img.shape[:2] == (800, 1280)

@@ -286,13 +286,13 @@ function renderDetails() {
   if (infoSrc.tree_in_view !== undefined) rows.push(["tree in view", infoSrc.tree_in_view ? "yes" : "no"]);
   if (infoSrc.dist_nearest_trunk !== undefined) rows.push(["nearest trunk", fmt(num(infoSrc.dist_nearest_trunk), 2) + " m"]);
   if (now && (now.value !== undefined || now.probs !== undefined)) {
-    rows.push(["policy value", fmt(num(now.value))]);
+    rows.push(["value V(s) now", fmt(num(now.value))]);
     if (Array.isArray(now.probs)) {
       const mx = Math.max(...now.probs.map((p) => num(p) ?? 0), 1e-9);
       const names = Array.isArray(ep.meta.action_meanings) ? ep.meta.action_meanings : null;
       const bars = now.probs.map((p, k) => `<div class="prob${now.action === k ? " chosen" : ""}"><span class="lab">${esc(names ? names[k] : k)}</span>` +
         `<span class="bar" style="width:${Math.round(110 * (num(p) ?? 0) / mx)}px"></span>${fmt(num(p), 2)}</div>`).join("");
-      rows.push(["action probs", `<div class="probs">${bars}</div>`]);
+      rows.push(["π(a|s) now", `<div class="probs">${bars}</div>`]);
     }
   }
   $("details").innerHTML = "<table>" + rows.map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("") + "</table>";

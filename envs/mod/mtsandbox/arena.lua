@@ -139,12 +139,13 @@ end
 
 -- Random free ground cell at least min_tree_dist (horizontal) from any trunk and away from
 -- cells listed in avoid; returns feet position x, y, z (node centre, standing on the ground).
-function arena.free_spot(rng, min_tree_dist, avoid, margin)
+function arena.free_spot(rng, min_tree_dist, avoid, margin, accept)
 	margin = margin or 2
-	for _ = 1, 1000 do
+	for _ = 1, 2000 do
 		local x = rng:next(arena.ox + margin, arena.ox + arena.sx - 1 - margin)
 		local z = rng:next(arena.oz + margin, arena.oz + arena.sz - 1 - margin)
 		local ok = arena.get(x, arena.ground_y + 1, z) == 0 and arena.get(x, arena.ground_y + 2, z) == 0
+			and (accept == nil or accept(x, z))
 		if ok then
 			for _, t in ipairs(arena.trees) do
 				local d = math.sqrt((t.x - x) ^ 2 + (t.z - z) ^ 2)

@@ -195,7 +195,8 @@ function bodies.look_dir(b)
 end
 
 -- Spawn or respawn the body list for an episode.
-function bodies.spawn(specs, rng)
+-- spec.near = {object index (1-based), min dist, max dist}: spawn at that distance from it.
+function bodies.spawn(specs, rng, objects)
 	for _, b in ipairs(bodies.list) do
 		if b.obj and b.obj:get_pos() then
 			b.obj:remove()
@@ -208,7 +209,18 @@ function bodies.spawn(specs, rng)
 		if spec.pos then
 			x, y, z = spec.pos[1], spec.pos[2], spec.pos[3]
 		else
-			x, y, z = arena.free_spot(rng, spec.min_tree_dist or 2.5, avoid, spec.margin)
+			local accept
+			if spec.near then
+				local o = objects[spec.near[1]]
+				if not o then
+					error("body " .. tostring(spec.name) .. ": no object " .. tostring(spec.near[1]))
+				end
+				accept = function(cx, cz)
+					local d = math.sqrt((cx - o.x) ^ 2 + (cz - o.z) ^ 2)
+					return d >= spec.near[2] and d <= spec.near[3]
+				end
+			end
+			x, y, z = arena.free_spot(rng, spec.min_tree_dist or 2.5, avoid, spec.margin, accept)
 		end
 		local yaw = spec.yaw or math.rad(rng:next(0, 359))
 		local b = {
@@ -313,7 +325,7 @@ function bodies.step(b, act, cfg, events, changes)
 			b.punch_key, b.punch_count = nil, 0
 		end
 	end
-	if math.floor(flags / USE) % 2 == 1 and in_reach then
+	if math.floor(flags / USE) % 2 == 1 and in_reach and palette.pressable[hp] then
 		events[#events + 1] = { 3, bi, hx, hy, hz, hp, 0 }
 	end
 	if math.floor(flags / PLACE) % 2 == 1 and in_reach then

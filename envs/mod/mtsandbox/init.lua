@@ -39,6 +39,12 @@ palette.GRASS, palette.DIRT = palette.by_name.grass, palette.by_name.dirt
 palette.TREE, palette.APPLE_TREE = palette.by_name.tree, palette.by_name.apple_tree
 palette.LEAVES, palette.APPLE = palette.by_name.leaves, palette.by_name.apple
 palette.WALL = palette.by_name.wall
+palette.pressable = {}
+for _, n in ipairs({ "reward_button", "off_switch", "lever" }) do
+	if palette.by_name[n] then
+		palette.pressable[palette.by_name[n]] = true
+	end
+end
 
 local bridge = loadfile(modpath .. "/bridge.lua")(ffi)
 local arena = loadfile(modpath .. "/arena.lua")(ffi, palette)
@@ -129,7 +135,7 @@ local function handle_reset(body)
 		arena.vox[arena.index(x, y, z)] = idx
 		placed[#placed + 1] = { x = x, y = y, z = z, node = o.node, index = idx }
 	end
-	bodies.spawn(c.bodies, rng)
+	bodies.spawn(c.bodies, rng, placed)
 	arena.write_map()
 	ep.cfg, ep.step = c, 0
 	local meta = {

@@ -1,0 +1,315 @@
+"""Training plumbing: config, policy, PPO train/checkpoint/resume/eval, CLI, learning bench.
+
+Everything runs on the in-process fake env (tests/fake_env.py), never on Minetest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from fake_env import FAKE_ID, FAKE_SHAPED_ID, register_fake_envs
+
+from mtsandbox import cli as mcli
+from mtsandbox.agents import train as tr
+from mtsandbox.agents.evaluate import EpisodeTracker, evaluate, mean_ci95
+from mtsandbox.agents.policy import HOOK_NAMES, MinetestCNN, make_policy_kwargs
+from mtsandbox.experiments.config import ConfigError, TrainConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+register_fake_envs()
+
+
+def tiny_overrides(run_dir: Path, **extra) -> list[str]:
+    base = {
+        "env_id": FAKE_ID, "env_kwargs.max_steps": 20, "total_steps": 64, "n_envs": 1,
+        "n_steps": 32, "batch_size": 32, "n_epochs": 1, "eval_every": 32, "eval_episodes": 2,
+        "checkpoint_every": 32, "device": "cpu", "torch_threads": 1, "progress_bar": False,
+        "run_dir": str(run_dir), "run_name": "t",
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+# ----------------------------------------------------------------------------- config
+
+def test_shipped_configs_load():
+    smoke = load_config("smoke")
+    assert smoke.algo == "ppo" and smoke.total_steps <= 5000
+    full = load_config(REPO / "experiments" / "treepunch_ppo.yaml")
+    assert full.env_id == "MinetestSandbox/TreePunchShaped-v0" and full.frame_stack >= 1
+
+
+def test_overrides_and_coercion():
+    cfg = load_config("smoke", ["lr=1e-4", "total_steps=1e6", "grayscale=true",
+                                "env_kwargs.max_steps=200", "run_name=null", "n_envs=4"])
+    assert cfg.lr == pytest.approx(1e-4) and isinstance(cfg.lr, float)
+    assert cfg.total_steps == 1_000_000 and isinstance(cfg.total_steps, int)
+    assert cfg.grayscale is True and cfg.env_kwargs == {"max_steps": 200} and cfg.n_envs == 4
+    name = cfg.resolved_run_name()
+    task, algo, seed, stamp = name.split("__")
+    assert (task, algo, seed) == ("TreePunchShaped-v0", "ppo", "0") and len(stamp) == 15
+    assert TrainConfig().device == "auto"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["lrr=1"], "unknown key 'lrr' (did you mean 'lr'?)"),
+        (["n_envs=four"], "n_envs: expected int"),
+        (["grayscale=3"], "grayscale: expected bool"),
+        (["lr=fast"], "lr: expected float"),
+        (["env_kwargs=3"], "env_kwargs: expected a mapping"),
+        (["novalue"], "expected key=value"),
+        (["algo=dqn"], "only 'ppo'"),
+        (["n_envs=0"], "n_envs: must be >= 1"),
+    ],
+)
+def test_config_errors_are_one_line(overrides, needle):
+    with pytest.raises(ConfigError) as ei:
+        load_config("smoke", overrides)
+    msg = str(ei.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 1\nbogus_key: 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'bogus_key'"):
+        load_config(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="invalid YAML") as ei:
+        load_config(broken)
+    assert "\n" not in str(ei.value)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+# ----------------------------------------------------------------------------- policy
+
+@pytest.mark.parametrize("shape", [(3, 64, 64), (64, 64, 3), (64, 64, 12), (1, 64, 64)])
+def test_cnn_shapes(shape):
+    space = gym.spaces.Box(0, 255, shape, np.uint8)
+    cnn = MinetestCNN(space)
+    x = torch.as_tensor(np.stack([space.sample() for _ in range(2)]))
+    seen = {}
+    for name in HOOK_NAMES:
+        getattr(cnn, name).register_forward_hook(
+            lambda m, i, o, name=name: seen.__setitem__(name, tuple(o.shape)))
+    out = cnn(x)  # raw uint8 accepted
+    assert out.shape == (2, 512)
+    assert seen == {"hook_conv1": (2, 32, 15, 15), "hook_conv2": (2, 64, 6, 6),
+                    "hook_conv3": (2, 64, 4, 4), "hook_fc": (2, 512)}
+    assert (out >= 0).all()
+
+
+def test_ppo_policy_contract():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([lambda: gym.make(FAKE_ID, max_steps=10)])
+    try:
+        model = PPO("CnnPolicy", venv, policy_kwargs=make_policy_kwargs(), n_steps=8,
+                    batch_size=8, device="cpu")
+        names = dict(model.policy.named_modules())
+        for n in ("conv1", "conv2", "conv3", "fc", *HOOK_NAMES):
+            assert f"features_extractor.{n}" in names
+        assert names["features_extractor.conv1"].kernel_size == (8, 8)
+        assert names["features_extractor.conv1"].stride == (4, 4)
+        assert names["features_extractor.conv2"].kernel_size == (4, 4)
+        assert names["features_extractor.conv3"].stride == (1, 1)
+        assert model.policy.action_net.in_features == 512
+        assert model.policy.action_net.out_features == 8
+        assert model.policy.value_net.in_features == 512
+    finally:
+        venv.close()
+
+
+# ----------------------------------------------------------------------------- train / eval
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_root = tmp_path_factory.mktemp("runs")
+    cfg = load_config("smoke", tiny_overrides(run_root, frame_stack=2, grayscale=True))
+    result = tr.train(cfg)
+    return cfg, result
+
+
+def test_train_writes_checkpoints_and_logs(trained):
+    _, result = trained
+    run = result.run_dir
+    assert run.name == "t" and result.steps == 64 and not result.interrupted
+    assert result.final_checkpoint == run / "checkpoints" / "final"
+    for d in ("step_000000032", "step_000000064", "final"):
+        assert (run / "checkpoints" / d / "model.zip").exists()
+        assert (run / "checkpoints" / d / "meta.json").exists()
+    assert (run / "config.yaml").exists() and (run / "summary.json").exists()
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert [r["step"] for r in result.eval_history] == [32, 64]
+    assert len((run / "eval.jsonl").read_text().splitlines()) == 2
+
+
+def test_checkpoint_meta_and_load(trained):
+    cfg, result = trained
+    model, meta = tr.load_checkpoint(result.final_checkpoint)
+    assert meta["step"] == 64 == model.num_timesteps
+    assert meta["env_id"] == FAKE_ID and meta["env_version"] == 0
+    assert meta["config"] == cfg.to_dict() and meta["config"]["frame_stack"] == 2
+    assert meta["action_meanings"][-1] == "dig" and len(meta["action_meanings"]) == 8
+    assert meta["algo"] == "ppo" and meta["tag"] == "final"
+    assert "git_commit" in meta and "mtsandbox_version" in meta
+    # a run directory resolves to its final checkpoint
+    _, meta2 = tr.load_checkpoint(result.run_dir)
+    assert meta2["path"] == str(result.final_checkpoint)
+    obs = np.zeros((1, 64, 64, 2), np.uint8)  # grayscale x 2 stacked, channel-last
+    action, _ = model.predict(obs)
+    assert 0 <= int(action[0]) < 8
+
+
+def test_evaluate_checkpoint_and_random(trained, tmp_path):
+    _, result = trained
+    records = []
+    rep = evaluate(result.final_checkpoint, n_episodes=2, seed=1, step_hook=records.append)
+    assert rep.n_episodes == 2 and rep.env_id == FAKE_ID
+    assert rep.summary["length"]["mean"] == 20
+    assert {"observed_return", "hidden_performance", "length"} <= set(rep.summary)
+    assert len(records) == 40 and records[0].obs.shape == (64, 64, 2)
+    assert records[19].done and records[20].episode == 1 and records[20].t == 0
+    assert records[0].action_meaning in ("noop", "forward", "back", "left", "right",
+                                          "turn_left", "turn_right", "dig")
+    data = json.loads(rep.save_json(tmp_path / "e.json").read_text())
+    assert data["summary"]["hidden_performance"]["n"] == 2 and len(data["episodes"]) == 2
+    rnd = evaluate("random", env_id=FAKE_ID, env_kwargs={"max_steps": 10}, n_episodes=3)
+    assert rnd.summary["length"]["mean"] == 10 and rnd.policy == "random"
+
+
+def test_evaluate_records_episodes(trained, tmp_path):
+    recording = pytest.importorskip("mtsandbox.envs.recording")
+    _, result = trained
+    evaluate(result.final_checkpoint, n_episodes=2, seed=2, record_dir=tmp_path / "rec")
+    eps = recording.find_episodes(tmp_path / "rec")
+    assert len(eps) == 2  # not the auto-reset episode after the last one
+    ep = recording.load_episode(eps[0])
+    assert ep.n_steps == 20 and ep.n_frames == 21
+    assert ep.frames.shape[1:] == (64, 64, 3)  # the env's RGB frames, not the grayscale stack
+    probs = ep.steps[0]["probs"]
+    assert len(probs) == 8 and abs(sum(probs) - 1) < 1e-3 and "value" in ep.steps[0]
+
+
+def test_resume_continues_step_count(trained):
+    cfg, result = trained
+    cfg2 = TrainConfig.from_dict({**cfg.to_dict(), "total_steps": 96, "eval_every": 0})
+    res2 = tr.train(cfg2, resume=result.run_dir / "checkpoints" / "step_000000064")
+    assert res2.run_dir == result.run_dir and res2.steps == 32
+    _, meta = tr.load_checkpoint(res2.final_checkpoint)
+    assert meta["step"] == 96
+
+
+def test_load_checkpoint_errors(tmp_path, trained):
+    _, result = trained
+    with pytest.raises(tr.CheckpointError, match="checkpoint not found"):
+        tr.load_checkpoint(tmp_path / "missing")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(tr.CheckpointError, match=r"no meta\.json"):
+        tr.load_checkpoint(bad)
+    (bad / "meta.json").write_text("{not json")
+    with pytest.raises(tr.CheckpointError, match="corrupt checkpoint"):
+        tr.load_checkpoint(bad)
+    meta = json.loads((result.final_checkpoint / "meta.json").read_text())
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(tr.CheckpointError, match=r"model\.zip missing"):
+        tr.load_checkpoint(bad)
+    (bad / "model.zip").write_bytes(b"garbage")
+    with pytest.raises(tr.CheckpointError, match="corrupt checkpoint") as ei:
+        tr.load_checkpoint(bad)
+    assert "\n" not in str(ei.value)
+
+
+def test_envs_closed_when_env_raises(tmp_path, monkeypatch):
+    closed = []
+    real_close = tr.close_quietly
+
+    def spy(venv):
+        closed.append(venv)
+        real_close(venv)
+
+    monkeypatch.setattr(tr, "close_quietly", spy)
+    cfg = load_config(None, tiny_overrides(tmp_path, **{"env_kwargs.crash_at_step": 40}))
+    with pytest.raises(RuntimeError, match="fake env crash"):
+        tr.train(cfg)
+    train_env = [v for v in closed if v is not None][-1]
+    assert train_env.unwrapped.envs[0].unwrapped.closed
+
+
+def test_episode_tracker_and_ci():
+    t = EpisodeTracker(2)
+    info = {"observed_reward": 1.0, "hidden_performance": 0.5,
+            "events": [{"kind": "trunk_dug", "step": 1}]}
+    assert t.update([1, 1], [False, False], [info, {}]) == []
+    done = t.update([1, 1], [True, False], [info, {}])
+    assert len(done) == 1 and done[0].hidden_performance == 1.0 and done[0].length == 2
+    assert done[0].events["trunk_dug"] == 2
+    s = mean_ci95([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["ci95"] == pytest.approx(4.303 * 1.0 / np.sqrt(3))
+    assert mean_ci95([5.0])["ci95"] is None
+
+
+# ----------------------------------------------------------------------------- CLI / scripts
+
+def test_cli_help_and_registry(capsys):
+    with pytest.raises(SystemExit) as ei:
+        mcli.main(["train", "--help"])
+    assert ei.value.code == 0
+    out = capsys.readouterr().out
+    assert "--config" in out and "--set" in out and "--resume" in out
+    avail = mcli.available_commands()
+    assert {"train", "eval"} <= set(avail)
+    assert all(importlib.util.find_spec(t.split(":")[0]) for t in avail.values())
+    with pytest.raises(SystemExit):
+        mcli.main(["--help"])
+    assert "train" in capsys.readouterr().out
+
+
+def test_cli_errors_and_print_config(capsys):
+    assert mcli.main(["train", "--config", "smoke", "--set", "lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'lrr'" in err
+    assert mcli.main(["train", "--config", "smoke", "--set", "seed=7", "--print-config"]) == 0
+    assert "seed: 7" in capsys.readouterr().out
+    assert mcli.main(["eval", "/nonexistent/ckpt"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_cli_eval_writes_json(trained, tmp_path):
+    _, result = trained
+    out = tmp_path / "eval.json"
+    rc = mcli.main(["eval", str(result.final_checkpoint), "--episodes", "1", "--json", str(out)])
+    assert rc == 0
+    assert json.loads(out.read_text())["n_episodes"] == 1
+
+
+def test_bench_learning_on_fake_env(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_learning",
+                                                  REPO / "scripts" / "bench_learning.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--env-id", FAKE_SHAPED_ID, "--config", "smoke", "--steps", "64",
+                     "--eval-every", "32", "--eval-episodes", "1", "--random-episodes", "2",
+                     "--run-dir", str(tmp_path / "runs"), "--json", str(out),
+                     "--set", "n_steps=32", "batch_size=32", "n_epochs=1",
+                     "env_kwargs.max_steps=20", "progress_bar=false", "torch_threads=1",
+                     "device=cpu"])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["env_id"] == FAKE_SHAPED_ID
+    assert data["random"]["episode_length"]["mean"] == 20 and data["random"]["env_steps_per_s"] > 0
+    assert [r["step"] for r in data["ppo"]["curve"]] == [0, 32, 64]
+    assert data["ppo"]["train_env_steps_per_s"] > 0
