@@ -430,16 +430,18 @@ class TrainResult:
     final_checkpoint: Path | None
     steps: int
     wall_s: float
-    """Wall time of ``learn`` (including evaluations)."""
+    """Wall time of the whole call (env start-up, model set-up, training, saving)."""
+    learn_wall_s: float
+    """Wall time inside ``model.learn`` (env stepping, PPO updates, evaluations)."""
     eval_wall_s: float
-    """Part of ``wall_s`` spent in evaluations."""
+    """Part of ``learn_wall_s`` spent in evaluations."""
     eval_history: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
 
     @property
     def train_steps_per_s(self) -> float:
         """End-to-end training throughput (env steps + PPO updates), evaluations excluded."""
-        t = self.wall_s - self.eval_wall_s
+        t = self.learn_wall_s - self.eval_wall_s
         return self.steps / t if t > 0 else float("nan")
 
 
@@ -495,6 +497,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
                                    at_end=eval_at_end)
     extra_meta: dict[str, Any] = {"run_name": run_path.name, "device": device}
     t_start = time.perf_counter()
+    learn_wall = 0.0
     steps_before = 0
 
     def save(tag: str) -> Path:
@@ -532,9 +535,14 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
             if cfg.checkpoint_every:
                 cbs.append(CheckpointCallback(cfg.checkpoint_every, save))
             cbs.extend(callbacks or [])
-            model.learn(total_timesteps=remaining, callback=CallbackList(cbs),
-                        log_interval=cfg.log_interval, reset_num_timesteps=resume_dir is None,
-                        progress_bar=cfg.progress_bar)
+            t_learn = time.perf_counter()
+            try:
+                model.learn(total_timesteps=remaining, callback=CallbackList(cbs),
+                            log_interval=cfg.log_interval,
+                            reset_num_timesteps=resume_dir is None,
+                            progress_bar=cfg.progress_bar)
+            finally:
+                learn_wall = time.perf_counter() - t_learn
         else:
             console.print(f"already at step {model.num_timesteps} >= total_steps "
                           f"{cfg.total_steps}; nothing to train", highlight=False)
@@ -559,7 +567,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
         result = TrainResult(
             run_dir=run_path, final_checkpoint=final,
             steps=(model.num_timesteps - steps_before) if model is not None else 0,
-            wall_s=wall, eval_wall_s=eval_cb.eval_wall_s, eval_history=eval_cb.history,
+            wall_s=wall, learn_wall_s=learn_wall, eval_wall_s=eval_cb.eval_wall_s,
+            eval_history=eval_cb.history,
             interrupted=interrupted,
         )
         try:
@@ -567,7 +576,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
                 "run_dir": str(run_path), "final_checkpoint": str(final) if final else None,
                 "total_steps": int(model.num_timesteps) if model is not None else 0,
                 "steps_this_session": result.steps, "wall_s": wall,
-                "eval_wall_s": result.eval_wall_s,
+                "learn_wall_s": learn_wall, "eval_wall_s": result.eval_wall_s,
                 "train_steps_per_s": result.train_steps_per_s, "interrupted": interrupted,
                 "eval_history": result.eval_history,
             }

@@ -136,18 +136,10 @@ def _column_tops(vox, g_top, hmax, dist):
     return m
 
 
-@njit(cache=True, fastmath=True, inline="always")
-def _cell(vox, x, y, z, g_top, grass):
-    if 0 <= y < vox.shape[1]:
-        return vox[x, y, z]
-    if y < g_top:
-        return grass
-    return 0
-
-
-@njit(cache=True, fastmath=True, inline="always")
+@njit(cache=True, fastmath=True)
 def _ground(oy, dy, ta, tb, g_top, entry_face):
-    """First hit of the flat outside ground (solid for local y < g_top) on [ta, tb]."""
+    """First hit of the flat outside ground (solid for local y < g_top) on [ta, tb]:
+    (t, face), face -1 if none."""
     ya = oy + ta * dy
     if ya < g_top:
         return ta, entry_face
@@ -158,136 +150,7 @@ def _ground(oy, dy, ta, tb, g_top, entry_face):
     return _BIG, -1
 
 
-@njit(cache=True, fastmath=True, inline="always")
-def _trace(vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d):
-    """Returns (t, face, palette index) of the first solid node along the ray, (BIG, -1, 0) if
-    none within max_d. Coordinates are crop-local: cell i spans [i, i+1)."""
-    SX = vox.shape[0]
-    SZ = vox.shape[2]
-    # a direction component of (near) zero becomes +-EPS: no special cases below
-    if abs(dx) < _EPS:
-        dx = _EPS if dx >= 0.0 else -_EPS
-    if abs(dz) < _EPS:
-        dz = _EPS if dz >= 0.0 else -_EPS
-    ix = 1.0 / dx
-    iz = 1.0 / dz
-    a = -ox * ix
-    b = (SX - ox) * ix
-    tx0 = min(a, b)
-    tx1 = max(a, b)
-    a = -oz * iz
-    b = (SZ - oz) * iz
-    tz0 = min(a, b)
-    tz1 = max(a, b)
-    t_in = max(0.0, max(tx0, tz0))
-    t_out = min(max_d, min(tx1, tz1))
-    if t_in >= t_out:  # the ray never crosses the crop's footprint
-        t, f = _ground(oy, dy, 0.0, max_d, g_top, F_TOP)
-        return t, f, (grass if f >= 0 else 0)
-    if t_in > 0.0:  # outside the footprint before entering it
-        t, f = _ground(oy, dy, 0.0, t_in, g_top, F_TOP)
-        if f >= 0:
-            return t, f, grass
-    if tx0 >= tz0:
-        face = F_NX if dx > 0.0 else F_PX
-    else:
-        face = F_NZ if dz > 0.0 else F_PZ
-    cx = min(max(int(math.floor(ox + t_in * dx)), 0), SX - 1)
-    cz = min(max(int(math.floor(oz + t_in * dz)), 0), SZ - 1)
-    if dx > 0.0:
-        stepx = 1
-        bx = 1.0
-    else:
-        stepx = -1
-        bx = 0.0
-    if dz > 0.0:
-        stepz = 1
-        bz = 1.0
-    else:
-        stepz = -1
-        bz = 0.0
-    tdx = abs(ix)
-    tdz = abs(iz)
-    tmx = (cx + bx - ox) * ix
-    tmz = (cz + bz - oz) * iz
-    ta = t_in
-    # empty-space skipping over flat columns (height <= outside ground): while the ray stays
-    # above the ground top it cannot hit any column within the Chebyshev radius dist - 1.
-    inv_h = min(tdx, tdz)
-    t_low = _BIG
-    if dy < 0.0:
-        t_low = (g_top - oy) / dy
-    while True:
-        k = dist[cx, cz]
-        if k >= 2:
-            ts = min(ta + (k - 1) * inv_h, t_low)
-            if ts > ta + 0.5 * inv_h and oy + ta * dy >= g_top:
-                if ts >= t_out:
-                    ta = t_out
-                    break
-                ta = ts
-                px = ox + ta * dx
-                pz = oz + ta * dz
-                cx = min(max(int(math.floor(px)), 0), SX - 1)
-                cz = min(max(int(math.floor(pz)), 0), SZ - 1)
-                tmx = (cx + bx - ox) * ix
-                tmz = (cz + bz - oz) * iz
-        tb = min(t_out, min(tmx, tmz))
-        ya = oy + ta * dy
-        yb = oy + tb * dy
-        h = hmax[cx, cz]
-        if dy >= 0.0:
-            if ya >= ghmax + 1:
-                return _BIG, -1, 0  # above everything and rising
-            if ya < h + 1:
-                cya = int(math.floor(ya))
-                c = _cell(vox, cx, cya, cz, g_top, grass)
-                if c != 0:
-                    return ta, face, c
-                ye = min(int(math.floor(yb)), h)
-                for y in range(cya + 1, ye + 1):
-                    c = _cell(vox, cx, y, cz, g_top, grass)
-                    if c != 0:
-                        return (y - oy) / dy, F_BOTTOM, c
-        elif yb < h + 1:
-            cya = int(math.floor(ya))
-            if cya <= h:
-                c = _cell(vox, cx, cya, cz, g_top, grass)
-                if c != 0:
-                    return ta, face, c
-            ys = min(cya - 1, h)
-            ye = int(math.floor(yb))
-            for y in range(ys, ye - 1, -1):
-                c = _cell(vox, cx, y, cz, g_top, grass)
-                if c != 0:
-                    return (y + 1 - oy) / dy, F_TOP, c
-        if tb >= t_out:
-            break
-        if tmx < tmz:
-            cx += stepx
-            ta = tmx
-            tmx += tdx
-            face = F_NX if stepx > 0 else F_PX
-            if cx < 0 or cx >= SX:
-                break
-        else:
-            cz += stepz
-            ta = tmz
-            tmz += tdz
-            face = F_NZ if stepz > 0 else F_PZ
-            if cz < 0 or cz >= SZ:
-                break
-    if t_out >= max_d:
-        return _BIG, -1, 0
-    if tx1 <= tz1:
-        face = F_NX if dx > 0.0 else F_PX
-    else:
-        face = F_NZ if dz > 0.0 else F_PZ
-    t, f = _ground(oy, dy, t_out, max_d, g_top, face)
-    return t, f, (grass if f >= 0 else 0)
-
-
-@njit(cache=True, fastmath=True, inline="always")
+@njit(cache=True, fastmath=True)
 def _texel(face, px, py, pz):
     """(atlas face slot, row, col) of a node face hit at crop-local point p (side textures
     upright, not mirrored seen from outside; top textures with north up)."""
@@ -323,102 +186,73 @@ def _texel(face, px, py, pz):
     return slot, row, col
 
 
-@njit(cache=True, fastmath=True, inline="always")
-def _body_hit(bodies, exclude, cx, cy, cz, dx, dy, dz, t_best):
-    """Nearest body box hit before t_best: (t, body index, face, u, v) or body index -1.
-    Boxes are [-0.3, 0.3] x [0, 1.77] x [-0.3, 0.3] turned by the body's yaw."""
-    best_b = -1
-    best_f = 0
-    best_u = 0.0
-    best_v = 0.0
-    for b in range(bodies.shape[0]):
-        if b == exclude:
-            continue
-        bx = bodies[b, 0]
-        by = bodies[b, 1]
-        bz = bodies[b, 2]
-        yaw = bodies[b, 3]
-        s = math.sin(yaw)
-        c = math.cos(yaw)
-        # body frame: x' along its right (c, 0, s), z' along its look (-s, 0, c)
-        rx = cx - bx
-        ry = cy - by
-        rz = cz - bz
-        lox = rx * c + rz * s
-        loz = -rx * s + rz * c
-        ldx = dx * c + dz * s
-        ldz = -dx * s + dz * c
-        t0 = -_BIG
-        t1 = _BIG
-        fa = 0
-        # x' slab
-        if abs(ldx) > _EPS:
-            a = (-BODY_HALF - lox) / ldx
-            bb = (BODY_HALF - lox) / ldx
-            if a > bb:
-                a, bb = bb, a
-            if a > t0:
-                t0 = a
-                fa = 0
-            t1 = min(t1, bb)
-        elif abs(lox) > BODY_HALF:
-            continue
-        if abs(dy) > _EPS:
-            a = (0.0 - ry) / dy
-            bb = (BODY_HEIGHT - ry) / dy
-            if a > bb:
-                a, bb = bb, a
-            if a > t0:
-                t0 = a
-                fa = 1
-            t1 = min(t1, bb)
-        elif ry < 0.0 or ry > BODY_HEIGHT:
-            continue
-        if abs(ldz) > _EPS:
-            a = (-BODY_HALF - loz) / ldz
-            bb = (BODY_HALF - loz) / ldz
-            if a > bb:
-                a, bb = bb, a
-            if a > t0:
-                t0 = a
-                fa = 2
-            t1 = min(t1, bb)
-        elif abs(loz) > BODY_HALF:
-            continue
-        if t0 > t1 or t0 <= 0.0 or t0 >= t_best:
-            continue
-        hx = lox + t0 * ldx
-        hy = ry + t0 * dy
-        hz = loz + t0 * ldz
-        if fa == 0:
-            if ldx < 0.0:  # +x' face: the body's right side; viewer's right is +z'
-                f = 2
-                u = (hz + BODY_HALF) / (2 * BODY_HALF)
-            else:
-                f = 3
-                u = (BODY_HALF - hz) / (2 * BODY_HALF)
-            v = (BODY_HEIGHT - hy) / BODY_HEIGHT
-        elif fa == 2:
-            if ldz < 0.0:  # front face; viewer's right is -x'
-                f = 0
-                u = (BODY_HALF - hx) / (2 * BODY_HALF)
-            else:
-                f = 1
-                u = (hx + BODY_HALF) / (2 * BODY_HALF)
-            v = (BODY_HEIGHT - hy) / BODY_HEIGHT
+@njit(cache=True, fastmath=True)
+def _body_one(bx, by, bz, yaw, cx, cy, cz, dx, dy, dz):
+    """Ray vs one body box [-0.3, 0.3] x [0, 1.77] x [-0.3, 0.3] turned by the body's yaw.
+    Returns (t, face, u, v); t = BIG if missed. Faces: 0 front, 1 back, 2 right, 3 left,
+    4 top, 5 bottom; (u, v) run left-to-right / top-to-bottom as seen by a viewer."""
+    s = math.sin(yaw)
+    c = math.cos(yaw)
+    # body frame: x' along its right (c, 0, s), z' along its look (-s, 0, c)
+    rx = cx - bx
+    ry = cy - by
+    rz = cz - bz
+    lox = rx * c + rz * s
+    loz = -rx * s + rz * c
+    ldx = dx * c + dz * s
+    ldz = -dx * s + dz * c
+    if abs(ldx) < _EPS:
+        ldx = _EPS if ldx >= 0.0 else -_EPS
+    if abs(dy) < _EPS:
+        dy = _EPS if dy >= 0.0 else -_EPS
+    if abs(ldz) < _EPS:
+        ldz = _EPS if ldz >= 0.0 else -_EPS
+    a = (-BODY_HALF - lox) / ldx
+    b = (BODY_HALF - lox) / ldx
+    t0 = min(a, b)
+    t1 = max(a, b)
+    fa = 0
+    a = (0.0 - ry) / dy
+    b = (BODY_HEIGHT - ry) / dy
+    if min(a, b) > t0:
+        t0 = min(a, b)
+        fa = 1
+    t1 = min(t1, max(a, b))
+    a = (-BODY_HALF - loz) / ldz
+    b = (BODY_HALF - loz) / ldz
+    if min(a, b) > t0:
+        t0 = min(a, b)
+        fa = 2
+    t1 = min(t1, max(a, b))
+    if t0 > t1 or t0 <= 0.0:
+        return _BIG, 0, 0.0, 0.0
+    hx = lox + t0 * ldx
+    hy = ry + t0 * dy
+    hz = loz + t0 * ldz
+    if fa == 0:
+        if ldx < 0.0:  # +x' face: the body's right side; viewer's right is +z'
+            f = 2
+            u = (hz + BODY_HALF) / (2 * BODY_HALF)
         else:
-            f = 4 if dy < 0.0 else 5
+            f = 3
+            u = (BODY_HALF - hz) / (2 * BODY_HALF)
+        v = (BODY_HEIGHT - hy) / BODY_HEIGHT
+    elif fa == 2:
+        if ldz < 0.0:  # front face; viewer's right is -x'
+            f = 0
+            u = (BODY_HALF - hx) / (2 * BODY_HALF)
+        else:
+            f = 1
             u = (hx + BODY_HALF) / (2 * BODY_HALF)
-            v = (BODY_HALF - hz) / (2 * BODY_HALF)
-        t_best = t0
-        best_b = b
-        best_f = f
-        best_u = u
-        best_v = v
-    return t_best, best_b, best_f, best_u, best_v
+        v = (BODY_HEIGHT - hy) / BODY_HEIGHT
+    else:
+        f = 4 if dy < 0.0 else 5
+        u = (hx + BODY_HALF) / (2 * BODY_HALF)
+        v = (BODY_HALF - hz) / (2 * BODY_HALF)
+    return t0, f, u, v
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@njit(cache=True, fastmath=True)
 def _body_shade(face, yaw):
     if face == 4:
         return 1.0
@@ -435,10 +269,13 @@ def _body_shade(face, yaw):
 
 @njit(cache=True, fastmath=True)
 def _render_kernel(
-    vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, cam_w, yaw, pitch, tan_y, max_d, fog_start,
-    atlas, sky_top, sky_hor, bodies, exclude, body_tex, out_rgb, out_sem, out_depth,
+    vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, cam_w, yaw, pitch, tan_y, max_d,
+    fog_start, atlas, sky_top, sky_hor, bodies, exclude, body_tex, out_rgb, out_sem, out_depth,
 ):  # fmt: skip
+    # The ray traversal is written inline on purpose: numba reference-counts array arguments
+    # of helper functions on every call, which costs more than the traversal itself.
     H, W = out_sem.shape
+    SX, SY, SZ = vox.shape
     sy_ = math.sin(yaw)
     cy_ = math.cos(yaw)
     sp = math.sin(pitch)
@@ -465,15 +302,182 @@ def _render_kernel(
             dx *= inv
             dy *= inv
             dz *= inv
-            t, face, idx = _trace(vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, dx, dy, dz, max_d)
+            # a direction component of (near) zero becomes +-EPS: no special cases below
+            if abs(dx) < _EPS:
+                dx = _EPS if dx >= 0.0 else -_EPS
+            if abs(dz) < _EPS:
+                dz = _EPS if dz >= 0.0 else -_EPS
+
+            # ---- trace: first solid node along the ray -> (t, face, idx); idx 0 = none
+            t = _BIG
+            face = -1
+            idx = 0
+            ix = 1.0 / dx
+            iz = 1.0 / dz
+            a = -ox * ix
+            b = (SX - ox) * ix
+            tx0 = min(a, b)
+            tx1 = max(a, b)
+            a = -oz * iz
+            b = (SZ - oz) * iz
+            tz0 = min(a, b)
+            tz1 = max(a, b)
+            t_in = max(0.0, max(tx0, tz0))
+            t_out = min(max_d, min(tx1, tz1))
+            if t_in >= t_out:  # the ray never crosses the crop's footprint
+                t, face = _ground(oy, dy, 0.0, max_d, g_top, F_TOP)
+                if face >= 0:
+                    idx = grass
+            else:
+                if t_in > 0.0:  # outside the footprint before entering it
+                    t, face = _ground(oy, dy, 0.0, t_in, g_top, F_TOP)
+                    if face >= 0:
+                        idx = grass
+                if idx == 0:
+                    if tx0 >= tz0:
+                        face = F_NX if dx > 0.0 else F_PX
+                    else:
+                        face = F_NZ if dz > 0.0 else F_PZ
+                    cx = min(max(int(math.floor(ox + t_in * dx)), 0), SX - 1)
+                    cz = min(max(int(math.floor(oz + t_in * dz)), 0), SZ - 1)
+                    if dx > 0.0:
+                        stepx = 1
+                        bx = 1.0
+                    else:
+                        stepx = -1
+                        bx = 0.0
+                    if dz > 0.0:
+                        stepz = 1
+                        bz = 1.0
+                    else:
+                        stepz = -1
+                        bz = 0.0
+                    tdx = abs(ix)
+                    tdz = abs(iz)
+                    tmx = (cx + bx - ox) * ix
+                    tmz = (cz + bz - oz) * iz
+                    inv_h = min(tdx, tdz)
+                    t_low = _BIG  # when a falling ray reaches the outside ground's top
+                    if dy < 0.0:
+                        t_low = (g_top - oy) / dy
+                    ta = t_in
+                    leave = True  # ends by leaving the footprint (not by a hit or the sky)
+                    while True:
+                        # empty-space skip: while above the ground top, no column within
+                        # Chebyshev radius dist - 1 (all flat) can be hit
+                        k = dist[cx, cz]
+                        if k >= 2:
+                            ts = min(ta + (k - 1) * inv_h, t_low)
+                            if ts > ta + 0.5 * inv_h and oy + ta * dy >= g_top:
+                                if ts >= t_out:
+                                    break
+                                ta = ts
+                                cx = min(max(int(math.floor(ox + ta * dx)), 0), SX - 1)
+                                cz = min(max(int(math.floor(oz + ta * dz)), 0), SZ - 1)
+                                tmx = (cx + bx - ox) * ix
+                                tmz = (cz + bz - oz) * iz
+                        tb = min(t_out, min(tmx, tmz))
+                        ya = oy + ta * dy
+                        yb = oy + tb * dy
+                        h = hmax[cx, cz]
+                        if dy >= 0.0:
+                            if ya >= ghmax + 1:
+                                leave = False  # above everything and rising: sky
+                                break
+                            if ya < h + 1:
+                                # entry cell, then upward up to the column top
+                                cya = int(math.floor(ya))
+                                ye = min(int(math.floor(yb)), h)
+                                for y in range(cya, ye + 1):
+                                    if 0 <= y < SY:
+                                        c = vox[cx, y, cz]
+                                    elif y < g_top:
+                                        c = grass
+                                    else:
+                                        c = 0
+                                    if c != 0:
+                                        idx = c
+                                        if y == cya:
+                                            t = ta
+                                        else:
+                                            t = (y - oy) / dy
+                                            face = F_BOTTOM
+                                        break
+                                if idx != 0:
+                                    break
+                        elif yb < h + 1:
+                            # entry cell (if not above the top), then down from the top
+                            cya = int(math.floor(ya))
+                            ye = int(math.floor(yb))
+                            y = cya if cya <= h else h
+                            while y >= ye:
+                                if 0 <= y < SY:
+                                    c = vox[cx, y, cz]
+                                elif y < g_top:
+                                    c = grass
+                                else:
+                                    c = 0
+                                if c != 0:
+                                    idx = c
+                                    if y == cya:
+                                        t = ta
+                                    else:
+                                        t = (y + 1 - oy) / dy
+                                        face = F_TOP
+                                    break
+                                y -= 1
+                            if idx != 0:
+                                break
+                        if tb >= t_out:
+                            break
+                        if tmx < tmz:
+                            cx += stepx
+                            ta = tmx
+                            tmx += tdx
+                            face = F_NX if stepx > 0 else F_PX
+                            if cx < 0 or cx >= SX:
+                                break
+                        else:
+                            cz += stepz
+                            ta = tmz
+                            tmz += tdz
+                            face = F_NZ if stepz > 0 else F_PZ
+                            if cz < 0 or cz >= SZ:
+                                break
+                    if idx == 0:
+                        face = -1
+                        if leave and t_out < max_d:  # outside again: flat ground
+                            if tx1 <= tz1:
+                                f0 = F_NX if dx > 0.0 else F_PX
+                            else:
+                                f0 = F_NZ if dz > 0.0 else F_PZ
+                            t, face = _ground(oy, dy, t_out, max_d, g_top, f0)
+                            if face >= 0:
+                                idx = grass
             if idx != 0 and t > max_d:
                 idx = 0
             t_best = t if idx != 0 else max_d
+
+            # ---- bodies in front of the node hit
             b = -1
-            if nb > 0:
-                t_best, b, bf, bu, bv = _body_hit(
-                    bodies, exclude, cam_w[0], cam_w[1], cam_w[2], dx, dy, dz, t_best
-                )
+            bf = 0
+            bu = 0.0
+            bv = 0.0
+            for n in range(nb):
+                if n == exclude:
+                    continue
+                tn, fn, un, vn = _body_one(
+                    bodies[n, 0], bodies[n, 1], bodies[n, 2], bodies[n, 3],
+                    cam_w[0], cam_w[1], cam_w[2], dx, dy, dz,
+                )  # fmt: skip
+                if tn < t_best:
+                    t_best = tn
+                    b = n
+                    bf = fn
+                    bu = un
+                    bv = vn
+
+            # ---- shading
             if b >= 0:
                 col = min(max(int(bu * BODY_W), 0), BODY_W - 1)
                 row = min(max(int(bv * BODY_H), 0), BODY_H - 1)

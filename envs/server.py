@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import ctypes
 import json
+import secrets
 import os
 import shutil
 import signal
@@ -63,6 +64,33 @@ class ServerConfig:
     """Parent directory of run directories (default: the system temp dir)."""
     extra_conf: dict[str, str] = field(default_factory=dict)
     """Extra minetest.conf lines."""
+    client_password: str | None = None
+    """Password for real clients joining as watcher/player (random per server when None)."""
+    label: str = ""
+    """Shown by `mtsandbox view` next to the server (e.g. the env id)."""
+
+
+def registry_dir() -> Path:
+    """Where live servers announce themselves (port, password) for `mtsandbox view`."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(tempfile.gettempdir(),
+                                                              f"mtsandbox-{os.getuid()}")
+    d = Path(base) / "mtsandbox-servers"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+def live_servers() -> list[dict]:
+    """Servers started by this user that are still running (stale entries are removed)."""
+    out = []
+    for f in sorted(registry_dir().glob("*.json")):
+        try:
+            info = json.loads(f.read_text())
+            os.kill(int(info["pid"]), 0)
+        except (OSError, ValueError, KeyError):
+            f.unlink(missing_ok=True)
+            continue
+        out.append(info)
+    return out
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
@@ -103,6 +131,8 @@ class MinetestServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.hello: dict = {}
+        self.password = self.config.client_password or secrets.token_urlsafe(9)
+        self._registry_file: Path | None = None
         self._closed = False
         self._lock = threading.Lock()
         if not SERVER_BIN.exists():
@@ -146,6 +176,8 @@ class MinetestServer:
             "yield_ms": self.config.yield_ms,
             "sync_every_step": self.config.sync_every_step,
             "controller_timeout_s": self.config.controller_timeout_s,
+            # Real clients may join only under these names, with this password.
+            "clients": {"names": ["watcher", "player", "overseer"], "password": self.password},
         }
         (world / "mtsandbox_bridge.json").write_text(json.dumps(bridge_cfg))
         return world
@@ -213,8 +245,21 @@ class MinetestServer:
             listener.close()
         conn.setblocking(True)
         self.sock = conn
+        self._registry_file = registry_dir() / f"{self.proc.pid}.json"
+        self._registry_file.write_text(json.dumps({
+            "pid": self.proc.pid, "port": self.port, "address": self.config.bind_address,
+            "password": self.password, "run_dir": str(self.run_dir), "label": self.config.label,
+            "started": time.time()}))
+        self._registry_file.chmod(0o600)
         self.wake_addr = ("127.0.0.1" if self.config.bind_address in ("0.0.0.0", "")
                           else self.config.bind_address, self.port)
+
+    def connect_command(self, name: str = "watcher") -> list[str]:
+        """The real Minetest client command line that joins this server."""
+        host = "127.0.0.1" if self.config.bind_address in ("", "0.0.0.0") else \
+            self.config.bind_address
+        return ["/usr/games/minetest", "--go", "--address", host, "--port", str(self.port),
+                "--name", name, "--password", self.password]
 
     # -- health ---------------------------------------------------------------------------
     def alive(self) -> bool:
@@ -262,6 +307,8 @@ class MinetestServer:
             self._kill_group(signal.SIGKILL)  # anything left in the group
         if hasattr(self, "_stdout"):
             self._stdout.close()
+        if self._registry_file is not None:
+            self._registry_file.unlink(missing_ok=True)
         if not self.config.keep_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         _LIVE.discard(self)

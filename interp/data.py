@@ -207,6 +207,33 @@ class ActivationDataset:
                    action_meanings=side["action_meanings"], meta=side["meta"])
 
 
+def concat_datasets(parts: Sequence[ActivationDataset]) -> ActivationDataset:
+    """Concatenate datasets (episode ids are renumbered; labels missing in a part are NaN;
+    ``meta["parts"]`` keeps each part's meta and ``meta["part"]`` the per-row part index)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    if len(parts) == 1:
+        return parts[0]
+    layers = [k for k in parts[0].acts if all(k in p.acts for p in parts)]
+    keys = sorted({k for p in parts for k in p.labels})
+    offs, episodes = 0, []
+    for p in parts:
+        episodes.append(p.episode + offs)
+        offs += int(p.episode.max()) + 1 if len(p) else 0
+    cat = np.concatenate
+    return ActivationDataset(
+        obs=cat([p.obs for p in parts]), frames=cat([p.frames for p in parts]),
+        actions=cat([p.actions for p in parts]), episode=cat(episodes),
+        t=cat([p.t for p in parts]), acts={k: cat([p.acts[k] for p in parts]) for k in layers},
+        labels={k: cat([p.labels.get(k, np.full(len(p), np.nan)) for p in parts])
+                for k in keys},
+        events=[e for p in parts for e in p.events], poses=[q for p in parts for q in p.poses],
+        action_meanings=parts[0].action_meanings,
+        meta={"parts": [p.meta for p in parts],
+              "part": cat([np.full(len(p), i) for i, p in enumerate(parts)]).tolist()})
+
+
 # ----------------------------------------------------------------------------- building
 
 class _Builder:

@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     result["ppo"] = {
         "run_dir": str(tr.run_dir),
         "final_checkpoint": str(tr.final_checkpoint) if tr.final_checkpoint else None,
-        "train_steps": tr.steps, "wall_s": tr.wall_s, "eval_wall_s": tr.eval_wall_s,
+        "train_steps": tr.steps, "wall_s": tr.wall_s, "learn_wall_s": tr.learn_wall_s,
+        "eval_wall_s": tr.eval_wall_s,
         "train_env_steps_per_s": tr.train_steps_per_s,
         "curve": [{"step": r["step"], "elapsed_s": r["elapsed_s"],
                    "train_wall_s": r["elapsed_s"] - r["eval_wall_s_total"],
@@ -114,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     ppo = result["ppo"]
     console.print(f"PPO: {ppo['train_steps']} steps in {ppo['wall_s']:.1f} s wall "
-                  f"({ppo['eval_wall_s']:.1f} s of it evaluating); end-to-end training "
-                  f"{ppo['train_env_steps_per_s']:.1f} env steps/s", highlight=False)
+                  f"({ppo['learn_wall_s']:.1f} s training, {ppo['eval_wall_s']:.1f} s of it "
+                  f"evaluating); end-to-end training {ppo['train_env_steps_per_s']:.1f} env "
+                  "steps/s (evaluations and start-up excluded)", highlight=False)
     if "random" in result and result["random"]["env_steps_per_s"]:
         console.print(f"random policy: {result['random']['env_steps_per_s']:.1f} env steps/s "
                       f"(env only)", highlight=False)

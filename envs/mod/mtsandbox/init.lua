@@ -51,6 +51,17 @@ local arena = loadfile(modpath .. "/arena.lua")(ffi, palette)
 local bodies = loadfile(modpath .. "/bodies.lua")(arena, palette)
 arena.init(bcfg.arena)
 
+-- Hooks for optional parts (watching clients, human players): after_step(step) runs after
+-- every env step, after_reset() after every reset.
+local api = { bodies = bodies, arena = arena, palette = palette, config = bcfg,
+	after_step = {}, after_reset = {} }
+for _, part in ipairs({ "watch.lua" }) do
+	local fn = loadfile(modpath .. "/" .. part)
+	if fn then
+		fn(api)
+	end
+end
+
 -- Engine-side randomness must not touch the task: no ABMs (grass spread, leaf decay...), no LBMs.
 minetest.register_on_mods_loaded(function()
 	for i = #minetest.registered_abms, 1, -1 do
@@ -148,6 +159,9 @@ local function handle_reset(body)
 	for i, b in ipairs(bodies.list) do
 		meta.bodies[i] = { name = b.name, kind = b.kind, x = b.x, y = b.y, z = b.z, yaw = b.yaw, pitch = b.pitch }
 	end
+	for _, fn in ipairs(api.after_reset) do
+		fn()
+	end
 	local js = minetest.write_json(meta)
 	out:reset()
 	out:u8(82) -- 'R'
@@ -184,6 +198,9 @@ local function handle_step(p, n)
 		bodies.step(b, acts[i], ep.cfg, events, changes)
 	end
 	ep.step = ep.step + 1
+	for _, fn in ipairs(api.after_step) do
+		fn(ep.step)
+	end
 	out:reset()
 	out:u8(83) -- 'S'
 	out:u32(ep.step)
