@@ -364,10 +364,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    import gymnasium as gym
     from rich.console import Console
 
-    from mtsandbox.agents.train import CheckpointError
+    from mtsandbox.agents.train import CheckpointError, EnvCreationError
     from mtsandbox.experiments.config import ConfigError, apply_overrides
 
     console = Console(stderr=True, soft_wrap=True)
@@ -379,7 +378,7 @@ def cli(args: argparse.Namespace) -> int:
                           n_episodes=args.episodes, seed=args.seed,
                           deterministic=args.deterministic, device=args.device,
                           record_dir=args.record)
-    except (CheckpointError, ConfigError, gym.error.Error) as e:
+    except (CheckpointError, ConfigError, EnvCreationError) as e:
         console.print(f"[red]error:[/red] {e}", highlight=False)
         return 2
     report.print_table(Console())

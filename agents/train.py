@@ -72,6 +72,10 @@ class CheckpointError(RuntimeError):
     """A missing or unreadable checkpoint (the message is one line, fit for the user)."""
 
 
+class EnvCreationError(RuntimeError):
+    """``gymnasium.make`` failed (unknown id, bad kwargs, ...); the message is one line."""
+
+
 # ----------------------------------------------------------------------------- envs
 
 def _import_env_module(env_id: str) -> None:
@@ -93,8 +97,12 @@ def _make_env(env_id: str, env_kwargs: dict[str, Any], seed: int, grayscale: boo
         # Ctrl-C goes to the whole process group; only the learner handles it, and then closes
         # the workers through their pipes (a worker dying mid-step would hang close()).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _import_env_module(env_id)
-    env = gym.make(env_id, **env_kwargs)
+    try:
+        _import_env_module(env_id)
+        env = gym.make(env_id, **env_kwargs)
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EnvCreationError(f"cannot create env {env_id!r}: {msg}") from e
     if env_wrapper is not None:  # e.g. a recorder: sees the env's own RGB observations
         env = env_wrapper(env)
     if grayscale:
@@ -617,7 +625,7 @@ def cli(args: argparse.Namespace) -> int:
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
             return 0
         train(cfg, resume=args.resume, console=console, verbose=int(args.verbose))
-    except (ConfigError, CheckpointError, gym.error.Error) as e:
+    except (ConfigError, CheckpointError, EnvCreationError) as e:
         console.print(f"[red]error:[/red] {e}", highlight=False)
         return 2
     except KeyboardInterrupt:

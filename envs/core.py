@@ -9,6 +9,7 @@ from the mod's per-step deltas), renders the agent's first-person view in Python
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -27,9 +28,10 @@ from mtsandbox.envs.bridge import (
     StepReply,
 )
 from mtsandbox.envs.nodes import load_palette
-from mtsandbox.envs.server import MinetestServer, ServerConfig
+from mtsandbox.envs.server import MinetestServer, ServerConfig, ServerError
 
 ENV_VERSION = "0.1.0"
+log = logging.getLogger("mtsandbox.envs")
 
 # The agent's discrete actions as data: name -> (fwd, side, dyaw deg, dpitch deg, flags).
 ACTIONS: dict[str, tuple[int, int, float, float, int]] = {
@@ -94,6 +96,12 @@ class EnvConfig:
     """Hand range in nodes (Minetest's default)."""
     allow_push: bool = True
     """Bodies push each other when they walk into one another."""
+    on_server_death: str = "raise"
+    """"raise": a dead or hung server raises ServerError. "respawn": the episode is truncated
+    with ``info["truncation_reason"] = "server_died"``, a new server is started for the next
+    reset, and the event is logged (what long training runs want)."""
+    reply_timeout_s: float = 30.0
+    """A server that does not answer a step within this many seconds counts as hung."""
     extra_actions: tuple[str, ...] = ()
     """Names from EXTRA_ACTIONS appended to the action set (e.g. "use", "place")."""
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -116,6 +124,8 @@ class EnvConfig:
         for name in cfg.extra_actions:
             if name not in EXTRA_ACTIONS:
                 raise ValueError(f"unknown extra action {name!r}; known: {sorted(EXTRA_ACTIONS)}")
+        if cfg.on_server_death not in ("raise", "respawn"):
+            raise ValueError("on_server_death must be 'raise' or 'respawn'")
         if cfg.width < 8 or cfg.height < 8:
             raise ValueError("width and height must be at least 8 pixels")
         return cfg
@@ -223,6 +233,7 @@ class MinetestEnv(gym.Env):
         self._closed = False
         self._t = 0
         self._inventory = np.zeros(2, np.float32)
+        self.server_deaths = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     def _ensure_server(self) -> Bridge:
@@ -230,19 +241,22 @@ class MinetestEnv(gym.Env):
             raise RuntimeError("environment is closed")
         if self.bridge is None:
             self.server = MinetestServer(self.cfg.server)
-            self.bridge = Bridge(self.server)
+            self.bridge = Bridge(self.server, reply_timeout_s=self.cfg.reply_timeout_s)
         return self.bridge
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _drop_server(self) -> None:
         if self.bridge is not None:
             with contextlib.suppress(Exception):
                 self.bridge.close()
         if self.server is not None:
             self.server.close()
         self.bridge = self.server = None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._drop_server()
 
     # -- gym API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
@@ -252,7 +266,16 @@ class MinetestEnv(gym.Env):
         if options and "arena_seed" in options:
             arena_seed = int(options["arena_seed"])
         cfg = self._reset_message(arena_seed)
-        reply = bridge.reset(cfg)
+        try:
+            reply = bridge.reset(cfg)
+        except ServerError as e:
+            if self.cfg.on_server_death != "respawn":
+                raise
+            log.warning("minetest server died during reset (%s); respawning",
+                        str(e).splitlines()[0])
+            self.server_deaths += 1
+            self._drop_server()
+            reply = self._ensure_server().reset(cfg)
         self.world = WorldState(reply)
         self.body_names = [b["name"] for b in reply.meta["bodies"]]
         self._actions = np.zeros(len(self.body_names), ACTION_DTYPE)
@@ -288,11 +311,30 @@ class MinetestEnv(gym.Env):
         a = self._check_action(action)
         scripted = self.task.scripted_actions(self.world, self._t) if self.world else []
         specs = [self._action_specs[a]] + [ACTIONS.get(n) or EXTRA_ACTIONS[n] for n in scripted]
-        out, events, look = self._advance(specs)
+        try:
+            out, events, look = self._advance(specs)
+        except ServerError as e:
+            if self.cfg.on_server_death != "respawn":
+                raise
+            return self._server_died(e)
         obs, in_view = self._observe()
         info = self._info(out.reward, out.hidden_performance, events, look, in_view)
         info.update(out.info)
         return obs, out.reward, out.terminated, out.truncated, info
+
+    def _server_died(self, err: Exception) -> tuple[Any, float, bool, bool, dict]:
+        """Truncate the episode; the next reset() starts a fresh server."""
+        first = str(err).splitlines()[0]
+        log.warning("minetest server died at step %d (%s); respawning on next reset",
+                    self._t, first)
+        self.server_deaths += 1
+        self._drop_server()
+        obs, in_view = self._observe()
+        info = self._info(0.0, 0.0, [{"kind": "server_died", "step": self._t, "error": first}],
+                          {"node": "air", "dist": -1.0}, in_view)
+        info.update(truncation_reason="server_died", server_deaths=self.server_deaths)
+        self.world = None
+        return obs, 0.0, False, True, info
 
     def _check_action(self, action: Any) -> int:
         if self.world is None or self.bridge is None:

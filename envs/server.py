@@ -85,7 +85,9 @@ def live_servers() -> list[dict]:
     for f in sorted(registry_dir().glob("*.json")):
         try:
             info = json.loads(f.read_text())
-            os.kill(int(info["pid"]), 0)
+            with open(f"/proc/{int(info['pid'])}/status") as st:
+                if "zombie" in st.read():
+                    raise OSError("zombie")
         except (OSError, ValueError, KeyError):
             f.unlink(missing_ok=True)
             continue
@@ -118,6 +120,18 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
+def _sigterm_to_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _install_sigterm_handler() -> None:
+    """A SIGTERM to the controller runs atexit/finally (and so closes servers) instead of
+    killing Python outright; only where nobody installed a handler already."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_to_exit)
+
+
 class MinetestServer:
     """Start and own one lockstep Minetest server.
 
@@ -144,6 +158,7 @@ class MinetestServer:
         Path(root).mkdir(parents=True, exist_ok=True)
         self.run_dir = Path(tempfile.mkdtemp(prefix="mtsandbox-", dir=root))
         _LIVE.add(self)
+        _install_sigterm_handler()
         try:
             self._start()
         except BaseException:

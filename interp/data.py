@@ -481,18 +481,11 @@ def collect_rollouts(policy: Any = "random", *, env_id: str | None = None,
             env.close()
 
 
-def dataset_from_recordings(paths: Sequence[str | Path] | str | Path, policy: Any = "random",
-                            layers: Sequence[str] = HOOK_POINTS, seed: int = 0,
-                            device: str = "cpu") -> ActivationDataset:
-    """Build a dataset from recorded episodes (``envs/recording.py``): frames are the
-    observations, labels come from the recorded info (no semantic labels; ``looking_at`` is not
-    recorded). ``paths``: episode directories or roots holding them."""
+def _recorded_episodes(paths: Sequence[str | Path] | str | Path) -> list:
     try:
         from mtsandbox.envs.recording import find_episodes, load_episode
     except ImportError as e:  # pragma: no cover - the module exists in the repo
         raise RuntimeError(f"recording module unavailable: {e}") from None
-    import gymnasium as gym
-
     if isinstance(paths, (str, Path)):
         paths = [paths]
     ep_dirs: list[Path] = []
@@ -500,20 +493,37 @@ def dataset_from_recordings(paths: Sequence[str | Path] | str | Path, policy: An
         ep_dirs.extend(find_episodes(p))
     if not ep_dirs:
         raise FileNotFoundError(f"no recorded episodes under {list(map(str, paths))}")
+    eps = [load_episode(d) for d in ep_dirs]
+    eps = [e for e in eps if e.frames is not None and e.n_frames > 1 and not e.agents]
+    if not eps:
+        raise ValueError("no single-agent recordings with frames found")
+    return eps
+
+
+def spaces_from_recordings(paths: Sequence[str | Path] | str | Path):
+    """``(observation_space, action_space, action_meanings)`` of recorded episodes."""
+    import gymnasium as gym
+
+    ep = _recorded_episodes(paths)[0]
+    meanings = ep.meta.get("action_meanings")
+    n_act = len(meanings) if meanings else 12
+    return (gym.spaces.Box(0, 255, tuple(ep.frames.shape[1:]), np.uint8),
+            gym.spaces.Discrete(n_act), meanings)
+
+
+def dataset_from_recordings(paths: Sequence[str | Path] | str | Path, policy: Any = "random",
+                            layers: Sequence[str] = HOOK_POINTS, seed: int = 0,
+                            device: str = "cpu") -> ActivationDataset:
+    """Build a dataset from recorded episodes (``envs/recording.py``): frames are the
+    observations, labels come from the recorded info (no semantic labels; ``looking_at`` is not
+    recorded). ``paths``: episode directories or roots holding them. ``policy`` as in
+    :func:`~mtsandbox.interp.hooks.load_hooked` (``"random"``: a fresh network)."""
+    eps = _recorded_episodes(paths)
+    obs_space, act_space, meanings = spaces_from_recordings(paths)
+    hooked = load_hooked(policy, obs_space, act_space, seed=seed, action_meanings=meanings,
+                         device=device)
     b = _Builder()
-    meanings = None
-    hooked = None
-    for ei, d in enumerate(ep_dirs):
-        ep = load_episode(d)
-        if ep.frames is None or ep.n_frames == 0 or ep.agents:
-            continue
-        meanings = meanings or ep.meta.get("action_meanings")
-        if hooked is None:
-            shape = tuple(ep.frames.shape[1:])
-            n_act = len(meanings) if meanings else 12
-            hooked = load_hooked(policy, gym.spaces.Box(0, 255, shape, np.uint8),
-                                 gym.spaces.Discrete(n_act), seed=seed,
-                                 action_meanings=meanings, device=device)
+    for ei, ep in enumerate(eps):
         for t, step in enumerate(ep.steps):
             info = (ep.meta.get("reset_info") or {}) if t == 0 else ep.steps[t - 1]
             a = step.get("action")
@@ -522,7 +532,5 @@ def dataset_from_recordings(paths: Sequence[str | Path] | str | Path, policy: An
             frame = np.asarray(ep.frames[t])
             b.add(frame, frame[..., -3:] if frame.shape[-1] >= 3 else frame, int(a or 0), ei, t,
                   labels_from_info(info), step.get("events"), info.get("pose"))
-    if hooked is None:
-        raise ValueError("no single-agent recordings with frames found")
-    meta = {"source": "recordings", "paths": [str(d) for d in ep_dirs]}
+    meta = {"source": "recordings", "paths": [str(e.path) for e in eps]}
     return b.build(hooked, layers, meanings, meta)

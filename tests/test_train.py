@@ -285,6 +285,8 @@ def test_cli_errors_and_print_config(capsys):
     assert "seed: 7" in capsys.readouterr().out
     assert mcli.main(["eval", "/nonexistent/ckpt"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    assert mcli.main(["eval", "random", "--env-id", "Nope/Missing-v0", "-n", "1"]) == 2
+    assert "cannot create env 'Nope/Missing-v0'" in capsys.readouterr().err
 
 
 def test_cli_eval_writes_json(trained, tmp_path):
