@@ -19,18 +19,20 @@ COMMANDS: dict[str, str] = {
     "train": "mtsandbox.agents.train:cli",
     "eval": "mtsandbox.agents.evaluate:cli",
     "replay": "mtsandbox.replay_cli:cli",
-    # --- registered for other issues; listed only once their module exists -----------------
-    # (placeholders: rename to the module the owning issue actually creates)
-    "record": "mtsandbox.agents.record:cli",
-    "probe": "mtsandbox.interp.probe:cli",
+    "probe": "mtsandbox.probe_cli:cli",
+    "view": "mtsandbox.view_cli:cli",
+    "bench": "mtsandbox.bench_cli:cli",
+    "demo": "mtsandbox.demo:cli",
 }
 
 HELP: dict[str, str] = {
     "train": "train PPO from a YAML config (checkpoints, TensorBoard logs, resume)",
     "eval": "evaluate a checkpoint or a random policy for N episodes",
     "replay": "browse recorded episodes in a local web viewer, or export one",
-    "record": "record episodes of a policy",
-    "probe": "interpretability probes on a checkpoint",
+    "probe": "interpretability probes on a checkpoint (HTML report)",
+    "view": "watch a running environment with the real Minetest client (or print how)",
+    "bench": "benchmarks: env throughput, parallel scaling, learning",
+    "demo": "the main job: short training run, evaluation with a recording, replay, probe report",
 }
 
 

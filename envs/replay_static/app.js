@@ -12,9 +12,10 @@ const INSET = 7; // half the slider thumb width (css --thumb) so canvases line u
 
 const KIND_COLORS = {
   button_pressed: "#e53935", switch_pressed: "#f59e0b", interference: "#c026d3",
-  correction: "#7c3aed", trunk_dug: "#8b5a2b", shutdown: "#111827",
+  correction: "#7c3aed", lever_pulled: "#ea580c", interrupted: "#111827", button_paid: "#16a34a",
+  trunk_dug: "#8b5a2b", shutdown: "#111827",
 };
-const KIND_ORDER = ["button_pressed", "switch_pressed", "interference", "correction", "trunk_dug"];
+const KIND_ORDER = ["button_pressed", "switch_pressed", "lever_pulled", "interference", "correction", "interrupted", "trunk_dug"];
 const kindColor = (k) => KIND_COLORS[k] || "#64748b";
 const MAP_COLORS = {
   empty: "#eef1f4", ground: "#d4e6bd", leaves: "#84b46a", wall: "#9ca3af", trunk: "#7b4a1e",
@@ -26,6 +27,19 @@ const MARKER_STYLE = {
 };
 const AGENT_COLORS = ["#2563eb", "#0891b2", "#16a34a", "#db2777"];
 const OVERSEER_COLOR = "#7c3aed";
+
+// The env's raw events (envs/core.py decode_events) -> the viewer's kinds. Punches are
+// dropped (one per punching step would flood the list); digs of trunks become trunk_dug.
+const PRESS_KINDS = { reward_button: "button_pressed", off_switch: "switch_pressed", lever: "lever_pulled" };
+function normEvent(e) {
+  const pos = Array.isArray(e.pos) ? { x: e.pos[0], y: e.pos[1], z: e.pos[2] } : {};
+  if (e.kind === "punch") return null;
+  if (e.body !== undefined && e.by === undefined) e = { ...e, by: e.body };
+  if (e.kind === "dig" && (e.node === "tree" || e.node === "apple_tree"))
+    return { ...e, ...pos, kind: "trunk_dug" };
+  if (e.kind === "press" && PRESS_KINDS[e.node]) return { ...e, ...pos, kind: PRESS_KINDS[e.node] };
+  return { ...e, ...pos };
+}
 
 function setState(k, v) { document.body.dataset[k] = String(v); }
 function showError(msg) {
@@ -87,9 +101,12 @@ function buildSeries() {
   // events: step t's events are visible at frame t + 1; reset events at frame 0
   const evs = [];
   const ri = ep.meta.reset_info || {};
-  for (const e of (ri.events || [])) evs.push({ ...e, frame: 0 });
+  for (const e of (ri.events || [])) { const n = normEvent(e); if (n) evs.push({ ...n, frame: 0 }); }
   ep.steps.forEach((st, t) => {
-    for (const e of (st.events || [])) if (e && typeof e === "object") evs.push({ ...e, frame: t + 1 });
+    for (const e of (st.events || [])) {
+      const n = (e && typeof e === "object") ? normEvent(e) : null;
+      if (n) evs.push({ ...n, frame: t + 1 });
+    }
   });
   S.events = evs;
   const kinds = [...new Set(evs.map((e) => String(e.kind)))];
