@@ -437,11 +437,26 @@ class MinetestEnv(gym.Env):
             self._view_renderer = VoxelRenderer(self.palette, width=256, height=256,
                                                 fov_deg=self.cfg.fov_deg)
         x, y, z, yaw, pitch = (float(v) for v in self.world.poses[0])
-        cam, cyaw, cpitch = third_person_camera(x, y, z, yaw, -0.35)
+        # Pull the camera in front of the first solid node behind the head (like Minetest's
+        # third-person camera), so leaves or trunks never fill the view.
+        for dist in (4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0):
+            cam, cyaw, cpitch = third_person_camera(x, y, z, yaw, -0.35, distance=dist)
+            if self._segment_clear((x, y + 1.47, z), cam):
+                break
         res = self._view_renderer.render(self.world.vox, self.world.origin, np.asarray(cam),
                                          cyaw, cpitch, bodies=self._bodies_array(),
                                          exclude_body=-1)
         return res.rgb
+
+    def _segment_clear(self, a: tuple[float, float, float], b: Any) -> bool:
+        assert self.world is not None
+        w = self.world
+        for f in np.linspace(0.0, 1.0, 24):
+            p = np.rint(np.asarray(a) + f * (np.asarray(b) - np.asarray(a))).astype(int)
+            i = p - w.origin
+            if (i >= 0).all() and (i < w.vox.shape).all() and w.vox[tuple(i)] != 0:
+                return False
+        return True
 
     # -- introspection ----------------------------------------------------------------------
     def get_action_meanings(self) -> list[str]:
