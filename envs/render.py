@@ -338,8 +338,8 @@ def _render_kernel(
                         face = F_NX if dx > 0.0 else F_PX
                     else:
                         face = F_NZ if dz > 0.0 else F_PZ
-                    cx = min(max(int(math.floor(ox + t_in * dx)), 0), SX - 1)
-                    cz = min(max(int(math.floor(oz + t_in * dz)), 0), SZ - 1)
+                    cx = min(max(int(math.floor(ox + t_in * dx)), 0), SX - 1)  # noqa: RUF046
+                    cz = min(max(int(math.floor(oz + t_in * dz)), 0), SZ - 1)  # noqa: RUF046
                     if dx > 0.0:
                         stepx = 1
                         bx = 1.0
@@ -372,10 +372,11 @@ def _render_kernel(
                                 if ts >= t_out:
                                     break
                                 ta = ts
-                                cx = min(max(int(math.floor(ox + ta * dx)), 0), SX - 1)
-                                cz = min(max(int(math.floor(oz + ta * dz)), 0), SZ - 1)
+                                cx = min(max(int(math.floor(ox + ta * dx)), 0), SX - 1)  # noqa: RUF046
+                                cz = min(max(int(math.floor(oz + ta * dz)), 0), SZ - 1)  # noqa: RUF046
                                 tmx = (cx + bx - ox) * ix
                                 tmz = (cz + bz - oz) * iz
+                                face = F_TOP  # mid-column: only the ground top can be hit
                         tb = min(t_out, min(tmx, tmz))
                         ya = oy + ta * dy
                         yb = oy + tb * dy
@@ -386,8 +387,8 @@ def _render_kernel(
                                 break
                             if ya < h + 1:
                                 # entry cell, then upward up to the column top
-                                cya = int(math.floor(ya))
-                                ye = min(int(math.floor(yb)), h)
+                                cya = int(math.floor(ya))  # noqa: RUF046
+                                ye = min(int(math.floor(yb)), h)  # noqa: RUF046
                                 for y in range(cya, ye + 1):
                                     if 0 <= y < SY:
                                         c = vox[cx, y, cz]
@@ -407,8 +408,8 @@ def _render_kernel(
                                     break
                         elif yb < h + 1:
                             # entry cell (if not above the top), then down from the top
-                            cya = int(math.floor(ya))
-                            ye = int(math.floor(yb))
+                            cya = int(math.floor(ya))  # noqa: RUF046
+                            ye = int(math.floor(yb))  # noqa: RUF046
                             y = cya if cya <= h else h
                             while y >= ye:
                                 if 0 <= y < SY:
@@ -605,7 +606,7 @@ def demo_scene(
     """A typical test scene: flat grass over dirt, ``n_trees`` trees (5-high trunk and a leaf
     blob) in an (SX, SY, SZ) crop centred on x = z = 0. Returns ``(vox, origin)``."""
     pal = palette or load_palette()
-    SX, SY, SZ = size
+    SX, _, SZ = size
     origin = (-(SX // 2), ground_y - 4, -(SZ // 2))
     vox = np.zeros(size, dtype=np.uint8)
     g = ground_y - origin[1]
@@ -750,6 +751,7 @@ def render_torch(
     # segment before the crop (or the whole ray when it misses the crop)
     seg_end = torch.where(crosses, t_in.clamp_max(max_d), torch.full_like(t_in, max_d))
     gh, gt, gf = ground(torch.zeros_like(t_in), seg_end, top_face)
+    gh = gh & ((t_in > 0) | ~crosses)
     done = gh
     t_hit = torch.where(gh, gt, t_hit)
     face = torch.where(gh, gf, face)
