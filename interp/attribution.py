@@ -54,7 +54,7 @@ def attribute(hooked: HookedPolicy, obs: Any, actions: Sequence[int] | np.ndarra
     if target not in ("action", "value"):
         raise ValueError("target must be 'action' or 'value'")
     x = hooked.to_input(obs).detach()
-    n, h, w, c = x.shape
+    c = x.shape[-1]
     head = _Head(hooked, target)
     tgt: torch.Tensor | None = None
     if target == "action":

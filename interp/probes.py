@@ -9,7 +9,9 @@ Split: rows are cut into contiguous chunks (default 16 steps) and whole chunks g
 test, so temporally adjacent (near-duplicate) frames do not straddle the split. Features are
 standardised with training statistics. The L2 strength is chosen on an inner validation split
 of the training chunks. Binary probes report accuracy (also balanced accuracy and the
-majority-class baseline); regression probes report R^2 (baseline 0).
+majority-class baseline; the shuffled-label control's own chance level can differ from the
+true labels' majority baseline when classes are split unevenly, so compare balanced accuracies,
+chance 0.5); regression probes report R^2 (baseline 0).
 
 Control: the same pipeline fit on labels shuffled (a permutation of whole rows) -- a probe that
 "finds" a concept only as well as it finds shuffled labels has found nothing.
@@ -39,6 +41,8 @@ class ProbeResult:
     baseline: float
     """Majority-class accuracy (binary) or 0 (R^2)."""
     balanced_accuracy: float | None
+    """Held-out balanced accuracy (binary only; chance = 0.5 whatever the class balance)."""
+    control_balanced_accuracy: float | None
     l2: float
     n_train: int
     n_test: int
@@ -46,6 +50,10 @@ class ProbeResult:
 
     @property
     def above_control(self) -> float:
+        """Held-out score minus the control's (balanced accuracy for binary probes)."""
+        if self.kind == "logistic" and self.balanced_accuracy is not None \
+                and self.control_balanced_accuracy is not None:
+            return self.balanced_accuracy - self.control_balanced_accuracy
         return self.test_score - self.control_score
 
     def to_dict(self) -> dict:
@@ -66,7 +74,7 @@ def chunk_split(n: int, test_frac: float = 0.3, chunk: int = 16, seed: int = 0,
         ids = ids + (np.asarray(groups) * (n + 1))
     uniq = np.unique(ids)
     rng.shuffle(uniq)
-    n_test = max(1, int(round(len(uniq) * test_frac))) if len(uniq) > 1 else 0
+    n_test = max(1, round(len(uniq) * test_frac)) if len(uniq) > 1 else 0
     test_ids = set(uniq[:n_test].tolist())
     test = np.array([i in test_ids for i in ids], dtype=bool)
     return ~test, test
@@ -95,7 +103,7 @@ def _fit_ridge(X: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tenso
 
 def _fit_logistic(X: torch.Tensor, y: torch.Tensor, l2: float, iters: int = 60
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    n, d = X.shape
+    d = X.shape[1]
     w = torch.zeros(d, dtype=X.dtype, requires_grad=True)
     b = torch.zeros((), dtype=X.dtype, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
@@ -180,10 +188,11 @@ def fit_probe(X: np.ndarray, y: np.ndarray, *, layer: str = "", concept: str = "
     l2, tr_s, te_s, bal = _one(kind, X, y, train, test, l2_grid, seed)
     rng = np.random.default_rng(seed + 12345)
     y_shuf = y[rng.permutation(len(y))]
+    ctrl_bal: float | None = math.nan if kind == "logistic" else None
     if len(np.unique(y_shuf[train])) < 2:
         ctrl = math.nan
     else:
-        _, _, ctrl, _ = _one(kind, X, y_shuf, train, test, l2_grid, seed)
+        _, _, ctrl, ctrl_bal = _one(kind, X, y_shuf, train, test, l2_grid, seed)
     if kind == "logistic":
         p1 = float(y[train].mean())
         major = 1.0 if p1 >= 0.5 else 0.0
@@ -193,7 +202,8 @@ def fit_probe(X: np.ndarray, y: np.ndarray, *, layer: str = "", concept: str = "
     return ProbeResult(layer=layer, concept=concept, kind=kind,
                        metric="accuracy" if kind == "logistic" else "r2",
                        train_score=tr_s, test_score=te_s, control_score=ctrl, baseline=baseline,
-                       balanced_accuracy=bal, l2=float(l2), n_train=int(train.sum()),
+                       balanced_accuracy=bal, control_balanced_accuracy=ctrl_bal,
+                       l2=float(l2), n_train=int(train.sum()),
                        n_test=int(test.sum()), n_features=int(X.shape[1]))
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from mtsandbox.interp.hooks import HookedPolicy, load_hooked
 
 STEER_LAYER = "hook_conv3"
+NO_TRACES = "<p><i>no button, switch or interference events in these episodes</i></p>"
 ABLATE_LAYER = "hook_conv3"
 
 
@@ -90,16 +91,24 @@ def plot_probes(results, path: Path) -> Path | None:
     x = np.arange(len(layers))
     for ax, c in zip(axes.flat, concepts, strict=False):
         rs = {r.layer: r for r in results if r.concept == c}
-        test = [rs[lay].test_score if lay in rs else np.nan for lay in layers]
-        ctrl = [rs[lay].control_score if lay in rs else np.nan for lay in layers]
-        base = [rs[lay].baseline if lay in rs else np.nan for lay in layers]
         metric = next(iter(rs.values())).metric
+        if metric == "accuracy":  # balanced accuracy: chance is 0.5 for probe and control alike
+            test = [rs[lay].balanced_accuracy if lay in rs else np.nan for lay in layers]
+            ctrl = [rs[lay].control_balanced_accuracy if lay in rs else np.nan for lay in layers]
+            base = [0.5] * len(layers)
+            metric = "balanced accuracy"
+        else:
+            test = [rs[lay].test_score if lay in rs else np.nan for lay in layers]
+            ctrl = [rs[lay].control_score if lay in rs else np.nan for lay in layers]
+            base = [0.0] * len(layers)
+        test = [np.nan if v is None else v for v in test]
+        ctrl = [np.nan if v is None else v for v in ctrl]
         ax.bar(x - 0.2, test, 0.4, label="probe (held out)", color="tab:blue")
         ax.bar(x + 0.2, ctrl, 0.4, label="shuffled control", color="tab:gray")
-        ax.plot(x, base, "k--", lw=1, label="majority" if metric == "accuracy" else "R²=0")
+        ax.plot(x, base, "k--", lw=1, label="chance")
         ax.set_xticks(x, [lay.replace("hook_", "") for lay in layers], fontsize=7)
         ax.set_title(f"{c} ({metric})", fontsize=8)
-        lo = min(0.0, np.nanmin(test + ctrl)) if metric == "r2" else 0.0
+        lo = min(0.0, float(np.nanmin(test + ctrl))) if metric == "r2" else 0.0
         ax.set_ylim(max(lo, -1.0), 1.05)
     for ax in list(axes.flat)[len(concepts):]:
         ax.axis("off")
@@ -304,6 +313,10 @@ def make_report(policy: Any = "random", *, env_id: str | None = None,
                     max_steps=max_steps, seed=seed + 1000)
             ds = data_mod.concat_datasets(list(parts.values()))
             policy_rows = np.arange(len(ds_pol))
+            if reference_actor:
+                notes.append(f"probe data mixes the {actor} and {reference_actor} episodes: "
+                             "concepts that differ between actors (digs, looking at a trunk) "
+                             "can be decoded from what each actor's frames look like")
         if hooked.action_meanings is None:
             hooked.action_meanings = list(meanings)
         summary["data"] = {
@@ -314,6 +327,15 @@ def make_report(policy: Any = "random", *, env_id: str | None = None,
         }
         if save_dataset:
             ds.save(out / "dataset.npz")
+        probs = ds.probs
+        if probs is not None and len(probs):
+            ent = float((-(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1)).mean())
+            rel = ent / math.log(probs.shape[1])
+            summary["data"]["policy_entropy_rel"] = rel
+            if rel > 0.98:
+                notes.append(f"the policy is near-uniform (entropy {rel:.3f} of the maximum; an "
+                             "untrained SB3 action head starts with gain 0.01), so ablation, "
+                             "patching and steering can barely move its behaviour")
 
         # ------------------------------------------------------------------ probes
         log("fitting linear probes")
@@ -328,8 +350,10 @@ def make_report(policy: Any = "random", *, env_id: str | None = None,
         log("attributions")
         rows = _pick_frames(ds, 4, policy_rows if len(policy_rows) else None)
         obs_sel = ds.obs[rows]
-        titles = [f"t={int(ds.t[i])} a={meanings[int(ds.actions[i])] if meanings else ds.actions[i]}"
-                  f" tree={int(ds.labels.get('tree_in_view', np.zeros(len(ds)))[i])}"
+        tiv_lab = ds.labels.get("tree_in_view", np.zeros(len(ds)))
+        titles = [f"t={int(ds.t[i])} "
+                  f"a={meanings[int(ds.actions[i])] if meanings else ds.actions[i]}"
+                  f" tree={tiv_lab[i]:.0f}"
                   for i in rows]
         maps_a = attr.attribute(hooked, obs_sel, ds.actions[rows], target="action", ig_steps=24)
         maps_v = attr.attribute(hooked, obs_sel, target="value", ig_steps=24)
@@ -401,7 +425,7 @@ def make_report(policy: Any = "random", *, env_id: str | None = None,
             p_src = hooked.action_probs(src)
             patch = {}
             for layer in ("hook_conv2", "hook_conv3", "hook_fc"):
-                lg, v = iv.patch_run(hooked, tgt, src, layer)
+                lg, _ = iv.patch_run(hooked, tgt, src, layer)
                 p1 = torch.softmax(lg, -1).numpy()
                 patch[layer] = {
                     "kl_from_target": float(iv._kl(p0, p1).mean()),
@@ -445,7 +469,8 @@ def _html(s, results, probe_png, steer_png, abl_png, mirror_png, fell_png, trace
           felling, mr) -> str:
     probe_rows = [{"layer": r.layer, "concept": r.concept, "metric": r.metric,
                    "test": r.test_score, "control": r.control_score, "baseline": r.baseline,
-                   "balanced acc": r.balanced_accuracy, "train": r.train_score,
+                   "balanced acc": r.balanced_accuracy,
+                   "control balanced": r.control_balanced_accuracy, "train": r.train_score,
                    "n train/test": f"{r.n_train}/{r.n_test}"} for r in results]
     d = s["data"]
     parts = ", ".join(f"{k}: {v} rows" for k, v in d["parts"].items())
@@ -492,11 +517,14 @@ seed {s['seed']}, {d['rows']} rows ({html.escape(parts)}); built in {s['wall_s']
 <h2>Labels</h2>{_table(labels)}
 <h2>Linear probes</h2>
 <p>Logistic (binary concepts, accuracy) or ridge (continuous, R²) probes on each layer;
-held-out chunks of 16 steps; the grey bars are the same probe fit on shuffled labels.</p>
+held-out chunks of 16 steps; the grey bars are the same probe fit on shuffled labels. Binary
+concepts are plotted as balanced accuracy (chance 0.5); the table also has plain accuracy and
+the majority-class baseline. R² below 0 is clipped at −1 in the plot.</p>
 {_img(probe_png, "probes")}{_table(probe_rows)}
 <h2>Attribution</h2>
 <p>Integrated gradients (black baseline), saliency and occlusion (8x8 window, stride 4).</p>
-<img src="attr_action.png" alt="action attribution"><img src="attr_value.png" alt="value attribution">
+<img src="attr_action.png" alt="action attribution">
+<img src="attr_value.png" alt="value attribution">
 <h2>Steering</h2>{steer_txt}{_img(steer_png, "steering")}{_table(steer_rows)}
 <h2>Channel ablation and patching</h2>{_img(abl_png, "ablation")}
 <p>top channels by KL: {abl['top_channels']} (KL {[round(k, 4) for k in abl['top_kl']]},
@@ -508,6 +536,6 @@ turn_left/turn_right (TV swapped &lt; TV unswapped and a negative L-R correlatio
 policy mirrors its turning).</p>{_img(mirror_png, "mirror")}{_table(mirror_rows)}
 <h2>Tree felling</h2>{_img(fell_png, "felling")}{_table(fell_rows)}
 <h2>Button / switch traces</h2>
-{_img(trace_png, "event traces") if trace_png else "<p><i>no button, switch or interference events in these episodes</i></p>"}
+{_img(trace_png, "event traces") if trace_png else NO_TRACES}
 </body></html>
 """
