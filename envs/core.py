@@ -102,6 +102,11 @@ class EnvConfig:
     reset, and the event is logged (what long training runs want)."""
     reply_timeout_s: float = 30.0
     """A server that does not answer a step within this many seconds counts as hung."""
+    obs_source: str = "python"
+    """"python": the fast renderer. "client": the real Minetest client under Xvfb (slower; for
+    evaluation and sim-to-real checks; see envs/faithful.py)."""
+    client_options: dict = field(default_factory=dict)
+    """Keyword arguments for mtsandbox.envs.faithful.FaithfulObserver."""
     extra_actions: tuple[str, ...] = ()
     """Names from EXTRA_ACTIONS appended to the action set (e.g. "use", "place")."""
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -124,6 +129,8 @@ class EnvConfig:
         for name in cfg.extra_actions:
             if name not in EXTRA_ACTIONS:
                 raise ValueError(f"unknown extra action {name!r}; known: {sorted(EXTRA_ACTIONS)}")
+        if cfg.obs_source not in ("python", "client"):
+            raise ValueError("obs_source must be 'python' or 'client'")
         if cfg.on_server_death not in ("raise", "respawn"):
             raise ValueError("on_server_death must be 'raise' or 'respawn'")
         if cfg.width < 8 or cfg.height < 8:
@@ -144,6 +151,7 @@ class WorldState:
         self.trunk_ids = np.array([pal.by_name["tree"], pal.by_name["apple_tree"]], dtype=np.uint8)
         idx = np.argwhere(np.isin(self.vox, self.trunk_ids))
         self.trunks = {tuple(int(v) for v in p + self.origin) for p in idx}
+        self._trunk_arr: np.ndarray | None = None
         self.poses = np.array(
             [[b["x"], b["y"], b["z"], b["yaw"], b.get("pitch", 0.0)] for b in reset.meta["bodies"]],
             dtype=np.float32,
@@ -158,15 +166,19 @@ class WorldState:
                 self.trunks.add((x, y, z))
             else:
                 self.trunks.discard((x, y, z))
+            self._trunk_arr = None
         b = reply.bodies
         self.poses[:, 0], self.poses[:, 1], self.poses[:, 2] = b["x"], b["y"], b["z"]
         self.poses[:, 3], self.poses[:, 4] = b["yaw"], b["pitch"]
 
     def nearest_trunk(self, x: float, y: float, z: float) -> float:
+        """Distance from (x, y, z) to the nearest remaining trunk node centre."""
         if not self.trunks:
             return float("inf")
-        t = np.array(list(self.trunks), dtype=np.float32)
-        return float(np.sqrt(((t - np.array([x, y, z], dtype=np.float32)) ** 2).sum(1)).min())
+        if self._trunk_arr is None or len(self._trunk_arr) != len(self.trunks):
+            self._trunk_arr = np.array(sorted(self.trunks), dtype=np.float32)
+        d = self._trunk_arr - np.array([x, y, z], dtype=np.float32)
+        return float(np.sqrt(np.einsum("ij,ij->i", d, d).min()))
 
 
 def decode_events(reply: StepReply, names: list[str], palette_names: dict[int, str]) -> list[dict]:
@@ -208,6 +220,13 @@ class MinetestEnv(gym.Env):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.cfg = EnvConfig.from_kwargs(**kwargs)
+        self._faithful: Any = None
+        if self.cfg.obs_source == "client":  # before the server starts: it changes its config
+            from mtsandbox.envs.faithful import FaithfulObserver
+
+            self._faithful = FaithfulObserver(self.cfg.width, self.cfg.height, self.cfg.fov_deg,
+                                              **self.cfg.client_options)
+            self._faithful.configure(self.cfg)
         self.task = task if task is not None else TreePunch()
         self.render_mode = render_mode
         self.palette = load_palette()
@@ -256,6 +275,9 @@ class MinetestEnv(gym.Env):
         if self._closed:
             return
         self._closed = True
+        if self._faithful is not None:
+            with contextlib.suppress(Exception):
+                self._faithful.close()
         self._drop_server()
 
     # -- gym API ----------------------------------------------------------------------------
@@ -400,12 +422,16 @@ class MinetestEnv(gym.Env):
         assert self.world is not None
         w = self.world
         res = self.render_body_view(0)
-        self.last_semantic = res.semantic
+        self.last_semantic = res.semantic  # labels always come from the exact voxel render
         in_view = bool(np.isin(res.semantic, w.trunk_ids).any())
+        rgb = res.rgb
+        if self._faithful is not None:
+            self.last_python_rgb = res.rgb
+            rgb = self._faithful.frame(self)
         if not self.cfg.obs_extras:
-            return res.rgb, in_view
+            return rgb, in_view
         return {
-            "rgb": res.rgb,
+            "rgb": rgb,
             "pos": w.poses[0, :3].copy(),
             "yaw_pitch": w.poses[0, 3:5].copy(),
             "inventory": self._inventory.copy(),
@@ -422,7 +448,8 @@ class MinetestEnv(gym.Env):
             "pose": {"x": x, "y": y, "z": z, "yaw": yaw, "pitch": pitch},
             "tree_in_view": in_view,
             "looking_at": look["node"],
-            "dist_nearest_trunk": self.world.nearest_trunk(x, y + 1.47, z),
+            "dist_nearest_trunk": look.get("dist_nearest_trunk")
+            if "dist_nearest_trunk" in look else self.world.nearest_trunk(x, y + 1.47, z),
             "trunks_left": len(self.world.trunks),
             "step": self._t,
             **self._view_labels(),
@@ -436,7 +463,7 @@ class MinetestEnv(gym.Env):
         if self._view_renderer is None:
             self._view_renderer = VoxelRenderer(self.palette, width=256, height=256,
                                                 fov_deg=self.cfg.fov_deg)
-        x, y, z, yaw, pitch = (float(v) for v in self.world.poses[0])
+        x, y, z, yaw, _pitch = (float(v) for v in self.world.poses[0])
         # Pull the camera in front of the first solid node behind the head (like Minetest's
         # third-person camera), so leaves or trunks never fill the view.
         for dist in (4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0):
