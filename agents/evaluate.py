@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 # Two-sided 95% Student-t critical values for df = 1..30 (beyond that, 1.96 is close enough).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -253,6 +254,10 @@ def evaluate(
     """
     from mtsandbox.agents import train as tr  # lazy: train imports this module
 
+    if venv is None and tr.resolve_device(device) == "cpu":
+        # The env's server needs the other core: a second OpenMP thread spinning against it
+        # made each inference ~7x slower on 2 cores.
+        torch.set_num_threads(1)
     meta: dict[str, Any] = {}
     model = None
     if isinstance(policy, (str, Path)) and str(policy) == "random":

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -99,6 +100,10 @@ def _make_env(env_id: str, env_kwargs: dict[str, Any], seed: int, grayscale: boo
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _import_env_module(env_id)
+        if env_id.startswith("MinetestSandbox/"):
+            # Long runs survive a dead or hung server: the episode is truncated with the
+            # reason in info, a new server starts, training goes on.
+            env_kwargs = {"on_server_death": "respawn", **env_kwargs}
         env = gym.make(env_id, **env_kwargs)
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -109,6 +114,25 @@ def _make_env(env_id: str, env_kwargs: dict[str, Any], seed: int, grayscale: boo
         env = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
     env.action_space.seed(seed)
     return env
+
+
+class ThreadSwitchCallback(BaseCallback):
+    """On CPU: one torch thread while collecting rollouts (the env servers and workers need the
+    other cores; a second OpenMP thread spinning against them made inference ~7x slower on 2
+    cores), every core during the PPO update (the envs are idle then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.update_threads = max(1, os.cpu_count() or 1)
+
+    def _on_rollout_start(self) -> None:
+        torch.set_num_threads(1)
+
+    def _on_rollout_end(self) -> None:
+        torch.set_num_threads(self.update_threads)
+
+    def _on_step(self) -> bool:
+        return True
 
 
 def make_vec_env(cfg: TrainConfig, n_envs: int | None = None, seed: int | None = None,
@@ -540,6 +564,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
                       highlight=False)
         if remaining > 0:
             cbs: list[BaseCallback] = [EpisodeStatsCallback(), eval_cb]
+            if not cfg.torch_threads and device == "cpu":
+                cbs.append(ThreadSwitchCallback())
             if cfg.checkpoint_every:
                 cbs.append(CheckpointCallback(cfg.checkpoint_every, save))
             cbs.extend(callbacks or [])

@@ -56,7 +56,8 @@ class TrainConfig:
     ``"cuda:N"``."""
 
     torch_threads: int = 0
-    """``torch.set_num_threads`` for the learner; 0 leaves torch's default."""
+    """``torch.set_num_threads`` for the learner; 0 = auto (on CPU: 1 thread while collecting
+    rollouts, all cores during PPO updates)."""
 
     frame_stack: int = 1
     """Number of consecutive frames stacked on the channel axis (1 = no stacking)."""

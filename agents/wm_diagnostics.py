@@ -1,0 +1,293 @@
+"""Diagnostics for :mod:`mtsandbox.agents.world_model`.
+
+* :func:`open_loop_errors` -- multi-step open-loop prediction error (MSE per pixel, pixels in
+  [0, 1]) at horizons 1/5/15 vs the copy-last-frame baseline, over random windows of recorded
+  episodes: the model observes ``context`` frames, then imagines with the recorded actions.
+* :func:`imagined_rollout` / :func:`save_strip_png` / :func:`write_imagined_recording` -- real
+  vs imagined frames as a side-by-side PNG strip (top row real, bottom row imagined), and the
+  imagined frames as a recording directory (``meta.env_id = "imagined"``, same actions as the
+  source, ``config.source`` naming the real episode) so ``mtsandbox replay`` can show them next
+  to the real one.
+* :func:`state_tracking_probe` -- in the real env: get a tree in view (frame ``F0``), turn left
+  ``k`` times (observed), then turn right ``k`` times *open loop* (imagined) and compare the
+  trunk-coloured pixels of the decoded last frame with the real frame after returning (IoU).
+  Baseline: predicting the frame before turning back (the last observed one). Also reported:
+  ``iou_full_open_loop`` (imagine all ``2k`` turns from ``F0``), ``iou_f0_vs_return`` (real
+  ``F0`` vs real return frame: how exactly turning back restores the view) and
+  ``iou_recon_f0`` (the model's reconstruction of ``F0``: how well it draws trunks at all).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtsandbox.agents.world_model import SeqData, WorldModel, as_seqdata
+
+
+def trunk_mask(frames: np.ndarray) -> np.ndarray:
+    """Trunk-coloured pixels (brown bark and the tan cut face): R > G + 5 and R > B + 10.
+    Leaves and grass are green-dominant, sky blue-dominant. ``frames`` (..., H, W, 3)."""
+    f = np.asarray(frames).astype(np.int16)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    return (r > g + 5) & (r > b + 10)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    u = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / u) if u else float("nan")
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a.astype(np.float32) / 255.0 - b.astype(np.float32) / 255.0) ** 2))
+
+
+def open_loop_errors(model: WorldModel, data: Any, horizons=(1, 5, 15), context: int = 5,
+                     n_windows: int = 64, seed: int = 0, batch: int = 16) -> dict[int, dict]:
+    """``{h: {"model": mse, "copy_last": mse, "n": windows}}`` -- MSE per pixel ([0, 1]
+    scale) of the frame ``h`` steps after the last observed one."""
+    eps = [e for e in as_seqdata(data) if len(e) >= context + max(horizons)]
+    if not eps:
+        raise ValueError("open_loop_errors: no episode long enough")
+    H = max(horizons)
+    rng = np.random.default_rng(seed)
+    lens = np.array([len(e) for e in eps], float)
+    picks = []
+    for _ in range(n_windows):
+        e = eps[int(rng.choice(len(eps), p=lens / lens.sum()))]
+        s = int(rng.integers(0, len(e) - context - H + 1))
+        picks.append((e, s))
+    se = {h: [0.0, 0.0] for h in horizons}
+    for i in range(0, len(picks), batch):
+        chunk = picks[i:i + batch]
+        frames = np.stack([e.obs[s:s + context + H] for e, s in chunk])
+        acts = np.stack([e.prev_action[s:s + context + H] for e, s in chunk]).copy()
+        acts[:, 0] = -1  # the window starts from a zero state
+        pred = model.open_loop(frames, acts, context=context, horizon=H)
+        last = frames[:, context - 1]
+        for h in horizons:
+            real = frames[:, context - 1 + h]
+            se[h][0] += sum(_mse(pred[j, h - 1], real[j]) for j in range(len(chunk)))
+            se[h][1] += sum(_mse(last[j], real[j]) for j in range(len(chunk)))
+    n = len(picks)
+    return {h: {"model": se[h][0] / n, "copy_last": se[h][1] / n, "n": n} for h in horizons}
+
+
+def imagined_rollout(model: WorldModel, ep: SeqData, start: int = 0, context: int = 5,
+                     horizon: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(real, imagined, prev_actions)`` for frames ``start+context .. +horizon-1``; the model
+    observed ``ep.obs[start:start+context]``."""
+    horizon = min(horizon, len(ep) - start - context)
+    frames = ep.obs[start:start + context + horizon]
+    acts = ep.prev_action[start:start + context + horizon].copy()
+    acts[0] = -1
+    pred = model.open_loop(frames, acts, context=context, horizon=horizon)
+    return np.asarray(frames[context:]), pred, acts[context:]
+
+
+def save_strip_png(real: np.ndarray, imagined: np.ndarray, path: str | Path, scale: int = 2,
+                   gap: int = 2) -> Path:
+    """Two rows (real on top, imagined below), one column per time step."""
+    import imageio.v3 as iio
+
+    n, h, w, _ = real.shape
+    out = np.full((2 * h + gap, n * (w + gap) - gap, 3), 255, np.uint8)
+    for i in range(n):
+        x = i * (w + gap)
+        out[:h, x:x + w] = real[i]
+        out[h + gap:, x:x + w] = imagined[i]
+    if scale > 1:
+        out = np.repeat(np.repeat(out, scale, 0), scale, 1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, out)
+    return path
+
+
+def write_imagined_recording(root: str | Path, first_frame: np.ndarray, imagined: np.ndarray,
+                             actions: np.ndarray, source: str | None = None,
+                             rewards: np.ndarray | None = None,
+                             extra_config: dict | None = None) -> Path:
+    """Write ``first_frame`` (the last observed frame) + imagined frames as a recording in the
+    standard format under ``root`` (next ``ep_NNNNNN``); ``actions[i]`` leads to
+    ``imagined[i]``. ``meta.env_id`` is ``"imagined"``."""
+    from mtsandbox.envs.recording import EpisodeWriter, next_episode_index
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    idx = next_episode_index(root)
+    w = EpisodeWriter(root / f"ep_{idx:06d}", {
+        "env_id": "imagined", "episode_index": idx,
+        "config": {"source": source, **(extra_config or {})},
+        "action_space": "imagined", "action_meanings": None, "reset_info": {"events": []}})
+    w.add_frame(np.asarray(first_frame, np.uint8))
+    for i in range(len(imagined)):
+        r = float(rewards[i]) if rewards is not None else 0.0
+        w.add_step({"t": i, "action": int(actions[i]), "reward": r, "observed_reward": r,
+                    "terminated": False, "truncated": False, "events": []},
+                   np.asarray(imagined[i], np.uint8))
+    w.close("truncated")
+    return root / f"ep_{idx:06d}"
+
+
+def save_rollouts(model: WorldModel, data: Any, out_dir: str | Path, n: int = 3,
+                  context: int = 5, horizon: int = 15, seed: int = 0) -> list[dict[str, str]]:
+    """For ``n`` random windows: a PNG strip and an imagined recording (plus the matching
+    real segment as its own recording) under ``out_dir``. Returns the paths written."""
+    import torch
+
+    eps = [e for e in as_seqdata(data) if len(e) >= context + horizon]
+    rng = np.random.default_rng(seed)
+    out_dir = Path(out_dir)
+    written = []
+    for k in range(min(n, len(eps) * 4)):
+        e = eps[int(rng.integers(len(eps)))]
+        s = int(rng.integers(0, len(e) - context - horizon + 1))
+        real, pred, acts = imagined_rollout(model, e, s, context, horizon)
+        png = save_strip_png(real, pred, out_dir / f"rollout_{k:02d}.png")
+        with torch.no_grad():  # predicted rewards along the imagined path
+            p = e.prev_action[s:s + context + horizon].copy()
+            p[0] = -1
+            _, st = model.open_loop(e.obs[s:s + context + horizon], p, context=context,
+                                    horizon=horizon, return_state=True)
+            rew = model.reward(st.feat()).cpu().numpy().reshape(-1)
+        last_obs = e.obs[s + context - 1]
+        img = write_imagined_recording(out_dir / "imagined", last_obs, pred, acts,
+                                       source=f"window {s}+{context}", rewards=rew)
+        realrec = write_imagined_recording(out_dir / "real", last_obs, real, acts,
+                                           source=f"window {s}+{context}",
+                                           rewards=e.reward[s + context:s + context + horizon],
+                                           extra_config={"kind": "real"})
+        _fix_env_id(realrec, "real")
+        written.append({"png": str(png), "imagined": str(img), "real": str(realrec)})
+    return written
+
+
+def _fix_env_id(ep_dir: Path, env_id: str) -> None:
+    import json
+
+    p = ep_dir / "meta.json"
+    m = json.loads(p.read_text())
+    m["env_id"] = env_id
+    tmp = p.with_name("meta.json.tmp")
+    tmp.write_text(json.dumps(m))
+    tmp.replace(p)
+
+
+# ----------------------------------------------------------------------------- probe
+
+def _face_tree(env, names: list[str], max_turns: int = 24, min_frac: float = 0.03,
+               max_frac: float = 0.5):
+    """Turn left until trunk pixels cover ``min_frac..max_frac`` of the view, centred-ish."""
+    frames, acts = [], []
+    obs = env._probe_obs
+    frames.append(obs)
+    for _ in range(max_turns):
+        m = trunk_mask(obs)
+        frac = m.mean()
+        if min_frac <= frac <= max_frac:
+            cols = np.nonzero(m.any(0))[0]
+            if 16 <= cols.mean() <= 48:
+                return frames, acts, True
+        obs, *_ = env.step(names.index("turn_left"))
+        frames.append(obs)
+        acts.append(names.index("turn_left"))
+    return frames, acts, False
+
+
+def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreePunchShaped-v0",
+                         n_trials: int = 8, k: int = 6, context_before: int = 4, seed: int = 0,
+                         env_kwargs: dict | None = None, out_dir: str | Path | None = None,
+                         max_tries: int = 40) -> dict[str, Any]:
+    """See the module docstring. Returns mean IoUs (``iou_model``, ``iou_baseline_before_turn
+    _back``, ``iou_full_open_loop``, ``iou_f0_vs_return``, ``iou_recon_f0``), pixel MSEs of the
+    return frame, and the per-trial rows. ``out_dir``: also save a PNG per trial."""
+    import gymnasium as gym
+
+    import mtsandbox.envs  # noqa: F401
+
+    env = gym.make(env_id, **(env_kwargs or {}))
+    names = env.unwrapped.get_action_meanings()
+    L, R = names.index("turn_left"), names.index("turn_right")
+    rng = np.random.default_rng(seed)
+    rows = []
+    try:
+        tries = 0
+        while len(rows) < n_trials and tries < max_tries:
+            tries += 1
+            obs, _ = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
+            # a few random moves/turns so that views differ, then face a tree
+            frames, acts = [obs], []
+            for _ in range(int(rng.integers(0, 6))):
+                a = int(rng.choice([names.index("forward"), L, R]))
+                obs, *_ = env.step(a)
+                frames.append(obs)
+                acts.append(a)
+            env.unwrapped._probe_obs = obs
+            f2, a2, ok = _face_tree(env.unwrapped, names)
+            if not ok:
+                continue
+            frames += f2[1:]
+            acts += a2
+            t0 = len(frames) - 1            # F0: tree in view
+            for a in [L] * k + [R] * k:
+                obs, *_ = env.step(a)
+                frames.append(obs)
+                acts.append(a)
+            frames = np.asarray(frames)
+            prev = np.concatenate([[-1], np.asarray(acts)])
+            tk, t2k = t0 + k, t0 + 2 * k
+            # (a) observe up to the turned-away frame (t0 + k), imagine the k turns back
+            s = max(0, t0 - context_before)
+            p = prev[s:t2k + 1].copy()
+            p[0] = -1
+            ctx = tk - s + 1
+            pred = model.open_loop(frames[s:t2k + 1], p, context=ctx, horizon=k)
+            pred_ret = pred[-1]
+            # (b) observe up to F0, imagine all 2k turns
+            ctx_b = t0 - s + 1
+            pred_b = model.open_loop(frames[s:t2k + 1], p, context=ctx_b, horizon=2 * k)
+            # reconstruction of F0 (posterior, no imagination)
+            recon = _reconstruct(model, frames[s:t0 + 1], p[:ctx_b])
+            real_ret, real_f0, real_away = frames[t2k], frames[t0], frames[tk]
+            m_real = trunk_mask(real_ret)
+            row = {
+                "iou_model": iou(trunk_mask(pred_ret), m_real),
+                "iou_baseline_before_turn_back": iou(trunk_mask(real_away), m_real),
+                "iou_full_open_loop": iou(trunk_mask(pred_b[-1]), m_real),
+                "iou_f0_vs_return": iou(trunk_mask(real_f0), m_real),
+                "iou_recon_f0": iou(trunk_mask(recon), trunk_mask(real_f0)),
+                "mse_model": _mse(pred_ret, real_ret),
+                "mse_baseline": _mse(real_away, real_ret),
+                "trunk_frac_f0": float(trunk_mask(real_f0).mean()),
+                "trunk_frac_away": float(trunk_mask(real_away).mean()),
+            }
+            rows.append(row)
+            if out_dir is not None:
+                real_seq = frames[tk + 1:t2k + 1]
+                save_strip_png(real_seq, pred, Path(out_dir) / f"probe_{len(rows) - 1:02d}.png")
+    finally:
+        env.close()
+    out: dict[str, Any] = {"k": k, "n_trials": len(rows), "trials": rows}
+    for key in ("iou_model", "iou_baseline_before_turn_back", "iou_full_open_loop",
+                "iou_f0_vs_return", "iou_recon_f0", "mse_model", "mse_baseline",
+                "trunk_frac_away"):
+        vals = [r[key] for r in rows if not np.isnan(r[key])]
+        out[key] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def _reconstruct(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        model.eval()
+        obs = model.preprocess(frames[None])
+        first = torch.zeros(1, len(frames), dtype=torch.bool, device=model.device)
+        first[:, 0] = True
+        post, _ = model.observe(obs, model.onehot(prev[None]), first, sample=False)
+        img = model.to_uint8(model.decode(post.feat()[:, -1]))[0]
+        model.train()
+    return img

@@ -1,0 +1,700 @@
+"""A small DreamerV3-spirited, action-conditioned world model for the sandbox's 64x64 RGB view.
+
+Pieces (all tiny so that they train on a couple of CPU cores; CUDA is used when present):
+
+* :class:`ConvEncoder` -- 64x64x3 uint8 frame -> embedding (4 stride-2 convs + linear).
+* :class:`RSSM` -- recurrent latent dynamics: a GRU deterministic state ``h`` and a stochastic
+  latent ``z`` of ``n_cat`` categoricals with ``n_cls`` classes each (straight-through
+  gradients, 1% uniform mix). ``img_step(state, action)`` is the *prior* (no observation),
+  ``obs_step(state, action, embed)`` the *posterior*. Actions are one-hot.
+* :class:`ConvDecoder` -- model state ``feat = [h, z]`` -> frame (mean of a unit Gaussian on
+  ``[0, 1]`` pixels); reward head (MSE) and continue head (Bernoulli logit, 0 = the episode
+  terminated on arrival at this frame; time-limit truncation is *not* an end).
+* Losses: reconstruction (sum of squared errors over pixels, i.e. Gaussian NLL up to a
+  constant), reward, continue, and KL balancing with free bits
+  (``kl_dyn * max(free, KL(sg(post) || prior)) + kl_rep * max(free, KL(post || sg(prior)))``).
+
+Time alignment (Dreamer's convention; see :class:`SeqData`): entry ``t`` of a sequence holds the
+frame ``o_t``, the action that *led to it* ``a_{t-1}`` (``prev_action``; none at an episode's
+first frame), the reward returned with it ``r_{t-1}`` and ``cont_t``. With the recording format
+(``frames[i]`` is the observation at time ``i``, step line ``t`` goes from frame ``t`` to
+``t + 1``) that is ``prev_action[t] = steps[t - 1].action``.
+
+Programmatic::
+
+    from mtsandbox.agents.world_model import train_world_model, load_world_model
+    model, hist = train_world_model(["runs/wm/data"], steps=500)   # dirs of recorded episodes
+    model.save("runs/wm/model", env_id="MinetestSandbox/TreePunchShaped-v0")
+    model, meta = load_world_model("runs/wm/model")
+    pred = model.open_loop(frames, prev_actions, context=5)          # (H, 64, 64, 3) uint8
+
+Checkpoint layout: ``<dir>/world_model.pt`` (``state_dict``) + ``<dir>/meta.json`` (format
+``mtsandbox-world-model/1``, config, env_id, step, git commit, versions), meta written last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WM_FORMAT = "mtsandbox-world-model/1"
+WM_FILE = "world_model.pt"
+META_FILE = "meta.json"
+
+
+class WorldModelError(RuntimeError):
+    """A missing or unreadable world-model checkpoint (one-line message)."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def git_info() -> dict[str, Any]:
+    def run(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
+                                 text=True, timeout=5)
+            return out.stdout.strip() if out.returncode == 0 else None
+        except Exception:
+            return None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+# ----------------------------------------------------------------------------- config
+
+@dataclass
+class WMConfig:
+    """Sizes and loss weights of the world model (stored in meta.json)."""
+
+    n_actions: int = 12
+    image_size: int = 64
+    channels: int = 16
+    """Encoder conv widths are ``channels * (1, 2, 4, 8)``; the decoder mirrors them."""
+    embed: int = 256
+    deter: int = 192
+    """GRU (deterministic state) size."""
+    n_cat: int = 16
+    n_cls: int = 16
+    """Stochastic latent: ``n_cat`` categoricals of ``n_cls`` classes (one-hot, flattened)."""
+    hidden: int = 192
+    unimix: float = 0.01
+    free_bits: float = 1.0
+    kl_dyn: float = 0.5
+    kl_rep: float = 0.1
+    recon_scale: float = 1.0
+    reward_scale: float = 1.0
+    cont_scale: float = 1.0
+
+    @property
+    def stoch(self) -> int:
+        return self.n_cat * self.n_cls
+
+    @property
+    def feat(self) -> int:
+        return self.deter + self.stoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WMConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+
+
+# ----------------------------------------------------------------------------- networks
+
+class ConvEncoder(nn.Module):
+    def __init__(self, cfg: WMConfig) -> None:
+        super().__init__()
+        c = cfg.channels
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, c, 4, 2, 1), nn.SiLU(),          # 32
+            nn.Conv2d(c, 2 * c, 4, 2, 1), nn.SiLU(),      # 16
+            nn.Conv2d(2 * c, 4 * c, 4, 2, 1), nn.SiLU(),  # 8
+            nn.Conv2d(4 * c, 8 * c, 4, 2, 1), nn.SiLU(),  # 4
+        )
+        s = cfg.image_size // 16
+        self.fc = nn.Linear(8 * c * s * s, cfg.embed)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """``img``: float (..., 3, H, W) in [-0.5, 0.5]."""
+        lead = img.shape[:-3]
+        x = self.convs(img.reshape(-1, *img.shape[-3:]))
+        return F.silu(self.fc(x.flatten(1))).reshape(*lead, -1)
+
+
+class ConvDecoder(nn.Module):
+    def __init__(self, cfg: WMConfig) -> None:
+        super().__init__()
+        c = cfg.channels
+        self.s = cfg.image_size // 16
+        self.c8 = 8 * c
+        self.fc = nn.Linear(cfg.feat, 8 * c * self.s * self.s)
+        self.deconvs = nn.Sequential(
+            nn.SiLU(),
+            nn.ConvTranspose2d(8 * c, 4 * c, 4, 2, 1), nn.SiLU(),
+            nn.ConvTranspose2d(4 * c, 2 * c, 4, 2, 1), nn.SiLU(),
+            nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.SiLU(),
+            nn.ConvTranspose2d(c, 3, 4, 2, 1),
+        )
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        """-> float (..., 3, H, W), predicted pixels in [-0.5, 0.5] (unclipped)."""
+        lead = feat.shape[:-1]
+        x = self.fc(feat.reshape(-1, feat.shape[-1])).reshape(-1, self.c8, self.s, self.s)
+        x = self.deconvs(x)
+        return x.reshape(*lead, *x.shape[-3:])
+
+
+def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = inp
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.SiLU()]
+        d = hidden
+    mods.append(nn.Linear(d, out))
+    return nn.Sequential(*mods)
+
+
+@dataclass
+class State:
+    """RSSM state: ``deter`` (..., D), ``stoch`` (..., n_cat*n_cls) one-hot sample,
+    ``logits`` (..., n_cat, n_cls)."""
+
+    deter: torch.Tensor
+    stoch: torch.Tensor
+    logits: torch.Tensor
+
+    def feat(self) -> torch.Tensor:
+        return torch.cat([self.deter, self.stoch], -1)
+
+    def detach(self) -> State:
+        return State(self.deter.detach(), self.stoch.detach(), self.logits.detach())
+
+    def map(self, fn) -> State:
+        return State(fn(self.deter), fn(self.stoch), fn(self.logits))
+
+    @staticmethod
+    def stack(states: Sequence[State], dim: int = 1) -> State:
+        return State(torch.stack([s.deter for s in states], dim),
+                     torch.stack([s.stoch for s in states], dim),
+                     torch.stack([s.logits for s in states], dim))
+
+
+class RSSM(nn.Module):
+    def __init__(self, cfg: WMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.inp = nn.Sequential(nn.Linear(cfg.stoch + cfg.n_actions, cfg.hidden),
+                                 nn.LayerNorm(cfg.hidden), nn.SiLU())
+        self.gru = nn.GRUCell(cfg.hidden, cfg.deter)
+        self.prior_net = mlp(cfg.deter, cfg.hidden, cfg.stoch, layers=1)
+        self.post_net = mlp(cfg.deter + cfg.embed, cfg.hidden, cfg.stoch, layers=1)
+
+    def initial(self, batch: int, device: torch.device) -> State:
+        c = self.cfg
+        return State(torch.zeros(batch, c.deter, device=device),
+                     torch.zeros(batch, c.stoch, device=device),
+                     torch.zeros(batch, c.n_cat, c.n_cls, device=device))
+
+    def _dist_logits(self, raw: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        logits = raw.reshape(*raw.shape[:-1], c.n_cat, c.n_cls)
+        if c.unimix > 0:
+            probs = (1 - c.unimix) * logits.softmax(-1) + c.unimix / c.n_cls
+            logits = probs.log()
+        return logits
+
+    def _sample(self, logits: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        probs = logits.softmax(-1)
+        if sample:
+            idx = torch.distributions.Categorical(logits=logits).sample()
+        else:
+            idx = probs.argmax(-1)
+        onehot = F.one_hot(idx, self.cfg.n_cls).to(probs.dtype)
+        onehot = onehot + probs - probs.detach()  # straight-through
+        return onehot.flatten(-2)
+
+    def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
+        """Prior: advance one step with one-hot ``action`` and no observation."""
+        x = self.inp(torch.cat([state.stoch, action], -1))
+        deter = self.gru(x, state.deter)
+        logits = self._dist_logits(self.prior_net(deter))
+        return State(deter, self._sample(logits, sample), logits)
+
+    def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor,
+                 is_first: torch.Tensor | None = None, sample: bool = True
+                 ) -> tuple[State, State]:
+        """Posterior and prior for the next step. ``is_first`` (B,) zeroes the state/action."""
+        if is_first is not None:
+            keep = (1.0 - is_first.float()).unsqueeze(-1)
+            state = State(state.deter * keep, state.stoch * keep,
+                          state.logits * keep.unsqueeze(-1))
+            action = action * keep
+        prior = self.img_step(state, action, sample)
+        logits = self._dist_logits(self.post_net(torch.cat([prior.deter, embed], -1)))
+        post = State(prior.deter, self._sample(logits, sample), logits)
+        return post, prior
+
+    def kl(self, post_logits: torch.Tensor, prior_logits: torch.Tensor) -> torch.Tensor:
+        """KL(post || prior) summed over the categoricals -> (...)."""
+        lp, lq = post_logits.log_softmax(-1), prior_logits.log_softmax(-1)
+        return (lp.exp() * (lp - lq)).sum((-1, -2))
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class SeqData:
+    """One episode in Dreamer alignment (length ``T = n_frames``).
+
+    ``obs`` (T, H, W, 3) uint8; ``prev_action`` (T,) int64 (-1 at the first frame);
+    ``reward`` (T,) float32 (0 at the first frame); ``cont`` (T,) float32 (0 on the frame where
+    the episode terminated); ``is_first`` (T,) bool.
+    """
+
+    obs: np.ndarray
+    prev_action: np.ndarray
+    reward: np.ndarray
+    cont: np.ndarray
+    is_first: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.obs.shape[0])
+
+    @classmethod
+    def from_arrays(cls, frames: np.ndarray, actions: Sequence[int], rewards: Sequence[float],
+                    terminated: bool = False) -> SeqData:
+        """``frames`` (N+1, H, W, 3), ``actions``/``rewards`` (N,) as in a recording."""
+        frames = np.asarray(frames, dtype=np.uint8)
+        n = frames.shape[0]
+        acts = np.asarray(list(actions)[: n - 1], dtype=np.int64)
+        rews = np.asarray(list(rewards)[: n - 1], dtype=np.float32)
+        prev = np.full(n, -1, np.int64)
+        prev[1: 1 + len(acts)] = acts
+        rew = np.zeros(n, np.float32)
+        rew[1: 1 + len(rews)] = np.nan_to_num(rews)
+        cont = np.ones(n, np.float32)
+        if terminated:
+            cont[-1] = 0.0
+        first = np.zeros(n, bool)
+        first[0] = True
+        return cls(frames, prev, rew, cont, first)
+
+    @classmethod
+    def from_episode(cls, ep: Any) -> SeqData:
+        """From a :class:`mtsandbox.envs.recording.Episode` (or its directory)."""
+        from mtsandbox.envs.recording import Episode, load_episode
+
+        if not isinstance(ep, Episode):
+            ep = load_episode(ep)
+        if ep.frames is None or ep.n_frames < 2:
+            raise ValueError(f"episode {ep.path} has fewer than 2 frames")
+        acts = [int(a) if a is not None else 0 for a in ep.actions]
+        rews = ep.rewards
+        term = bool(ep.steps and ep.steps[-1].get("terminated"))
+        return cls.from_arrays(np.asarray(ep.frames), acts, rews, term)
+
+
+class Replay:
+    """Episodes of :class:`SeqData`; samples fixed-length chunks."""
+
+    def __init__(self, episodes: Iterable[SeqData] = (), capacity_frames: int = 2_000_000,
+                 seed: int = 0) -> None:
+        self.episodes: list[SeqData] = []
+        self.capacity = capacity_frames
+        self.rng = np.random.default_rng(seed)
+        for e in episodes:
+            self.add(e)
+
+    def add(self, ep: SeqData) -> None:
+        if len(ep) < 2:
+            return
+        self.episodes.append(ep)
+        while self.n_frames > self.capacity and len(self.episodes) > 1:
+            self.episodes.pop(0)
+
+    @property
+    def n_frames(self) -> int:
+        return sum(len(e) for e in self.episodes)
+
+    def sample(self, batch: int, seq_len: int) -> dict[str, np.ndarray]:
+        eps = [e for e in self.episodes if len(e) >= 2]
+        if not eps:
+            raise ValueError("replay is empty")
+        lens = np.array([len(e) for e in eps], dtype=float)
+        idx = self.rng.choice(len(eps), size=batch, p=lens / lens.sum())
+        out: dict[str, list] = {k: [] for k in ("obs", "prev_action", "reward", "cont",
+                                                "is_first")}
+        for i in idx:
+            e = eps[i]
+            L = min(seq_len, len(e))
+            s = int(self.rng.integers(0, len(e) - L + 1))
+            sl = slice(s, s + L)
+            chunk = {"obs": e.obs[sl], "prev_action": e.prev_action[sl], "reward": e.reward[sl],
+                     "cont": e.cont[sl], "is_first": e.is_first[sl].copy()}
+            chunk["is_first"][0] = True  # chunks start from a zero state
+            if L < seq_len:  # short episode: pad by repeating the last entry, marked first
+                pad = seq_len - L
+                for k, v in chunk.items():
+                    chunk[k] = np.concatenate([v, np.repeat(v[-1:], pad, 0)])
+            for k in out:
+                out[k].append(chunk[k])
+        return {k: np.stack(v) for k, v in out.items()}
+
+
+def as_seqdata(data: Any) -> list[SeqData]:
+    """Episode dirs / recording roots / Episode objects / SeqData / dicts of arrays
+    (``frames``, ``actions``, ``rewards``[, ``terminated``]) -> list of SeqData."""
+    from mtsandbox.envs.recording import Episode, find_episodes
+
+    if isinstance(data, (SeqData, Episode, dict, str, os.PathLike)):
+        data = [data]
+    out: list[SeqData] = []
+    for d in data:
+        if isinstance(d, SeqData):
+            out.append(d)
+        elif isinstance(d, Episode):
+            out.append(SeqData.from_episode(d))
+        elif isinstance(d, dict):
+            out.append(SeqData.from_arrays(d["frames"], d["actions"], d["rewards"],
+                                           bool(d.get("terminated", False))))
+        else:
+            for p in find_episodes(d):
+                try:
+                    out.append(SeqData.from_episode(p))
+                except ValueError:
+                    continue
+    return out
+
+
+# ----------------------------------------------------------------------------- model
+
+class WorldModel(nn.Module):
+    """Encoder + RSSM + decoder + reward and continue heads. See the module docstring."""
+
+    def __init__(self, cfg: WMConfig | None = None, device: str | torch.device = "auto") -> None:
+        super().__init__()
+        self.cfg = cfg or WMConfig()
+        self.encoder = ConvEncoder(self.cfg)
+        self.rssm = RSSM(self.cfg)
+        self.decoder = ConvDecoder(self.cfg)
+        self.reward_head = mlp(self.cfg.feat, self.cfg.hidden, 1)
+        self.cont_head = mlp(self.cfg.feat, self.cfg.hidden, 1)
+        self.device = resolve_device(device)
+        self.to(self.device)
+        self.train_steps = 0
+        self.meta: dict[str, Any] = {}
+
+    # -- conversions -----------------------------------------------------------------------
+    def preprocess(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-0.5, 0.5] on the model device."""
+        if not torch.is_tensor(obs):
+            obs = np.asarray(obs)
+            if not obs.flags.writeable:
+                obs = np.array(obs)
+        x = torch.as_tensor(obs, device=self.device)
+        return x.float().div(255.0).sub(0.5).movedim(-1, -3)
+
+    @staticmethod
+    def to_uint8(img: torch.Tensor) -> np.ndarray:
+        """float (..., 3, H, W) in [-0.5, 0.5] -> uint8 (..., H, W, 3)."""
+        x = (img.detach().float().clamp(-0.5, 0.5) + 0.5).mul(255.0).round()
+        return x.movedim(-3, -1).to(torch.uint8).cpu().numpy()
+
+    def onehot(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """int actions (-1 = none) -> one-hot float (zeros for -1)."""
+        a = torch.as_tensor(np.asarray(actions) if not torch.is_tensor(actions) else actions,
+                            device=self.device).long()
+        oh = F.one_hot(a.clamp(min=0), self.cfg.n_actions).float()
+        return oh * (a >= 0).unsqueeze(-1).float()
+
+    # -- filtering / imagination -------------------------------------------------------------
+    def observe(self, obs: torch.Tensor, prev_action: torch.Tensor, is_first: torch.Tensor,
+                state: State | None = None, sample: bool = True) -> tuple[State, State]:
+        """Posterior/prior states over a (B, T) sequence. ``obs`` preprocessed (B,T,3,H,W);
+        ``prev_action`` one-hot (B,T,A); ``is_first`` (B,T)."""
+        B, T = obs.shape[:2]
+        embed = self.encoder(obs)
+        if state is None:
+            state = self.rssm.initial(B, self.device)
+        posts, priors = [], []
+        for t in range(T):
+            post, prior = self.rssm.obs_step(state, prev_action[:, t], embed[:, t],
+                                             is_first[:, t], sample)
+            posts.append(post)
+            priors.append(prior)
+            state = post
+        return State.stack(posts), State.stack(priors)
+
+    def imagine(self, state: State, actions: torch.Tensor, sample: bool = True) -> State:
+        """Prior rollout from ``state`` (B, ...) with one-hot ``actions`` (B, H, A) -> (B, H)."""
+        out = []
+        for t in range(actions.shape[1]):
+            state = self.rssm.img_step(state, actions[:, t], sample)
+            out.append(state)
+        return State.stack(out)
+
+    def decode(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.decoder(feat)
+
+    def reward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.reward_head(feat).squeeze(-1)
+
+    def cont(self, feat: torch.Tensor) -> torch.Tensor:
+        """Probability that the episode goes on."""
+        return torch.sigmoid(self.cont_head(feat).squeeze(-1))
+
+    # -- losses ------------------------------------------------------------------------------
+    def batch_to_tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {
+            "obs": self.preprocess(batch["obs"]),
+            "prev_action": self.onehot(batch["prev_action"]),
+            "reward": torch.as_tensor(batch["reward"], device=self.device).float(),
+            "cont": torch.as_tensor(batch["cont"], device=self.device).float(),
+            "is_first": torch.as_tensor(batch["is_first"], device=self.device),
+        }
+
+    def loss(self, batch: dict[str, np.ndarray] | dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, float], State]:
+        """Total loss, scalar metrics, and the (B, T) posterior states (for imagination)."""
+        c = self.cfg
+        tb = batch if torch.is_tensor(batch["obs"]) and batch["obs"].dtype != torch.uint8 \
+            else self.batch_to_tensors(batch)  # type: ignore[arg-type]
+        post, prior = self.observe(tb["obs"], tb["prev_action"], tb["is_first"])
+        feat = post.feat()
+        recon = self.decode(feat)
+        # sum over pixels (unit-variance Gaussian NLL), mean over batch and time
+        recon_loss = (recon - tb["obs"]).pow(2).sum((-1, -2, -3)).mean()
+        mse_px = (recon - tb["obs"]).pow(2).mean()
+        rew_loss = (self.reward(feat) - tb["reward"]).pow(2).mean()
+        cont_loss = F.binary_cross_entropy_with_logits(self.cont_head(feat).squeeze(-1),
+                                                       tb["cont"])
+        kl_dyn = self.rssm.kl(post.logits.detach(), prior.logits)
+        kl_rep = self.rssm.kl(post.logits, prior.logits.detach())
+        kl_loss = (c.kl_dyn * kl_dyn.clamp(min=c.free_bits).mean()
+                   + c.kl_rep * kl_rep.clamp(min=c.free_bits).mean())
+        total = (c.recon_scale * recon_loss + c.reward_scale * rew_loss
+                 + c.cont_scale * cont_loss + kl_loss)
+        metrics = {"loss": float(total.detach()), "recon": float(recon_loss.detach()),
+                   "mse_px": float(mse_px.detach()),
+                   "reward": float(rew_loss.detach()), "cont": float(cont_loss.detach()),
+                   "kl": float(kl_dyn.mean().detach())}
+        return total, metrics, post
+
+    # -- predictions for diagnostics ---------------------------------------------------------
+    @torch.no_grad()
+    def open_loop(self, frames: np.ndarray, prev_actions: np.ndarray, context: int,
+                  horizon: int | None = None, sample: bool = False,
+                  return_state: bool = False) -> Any:
+        """Observe ``frames[:context]`` (with ``prev_actions[:context]``, -1 = episode start),
+        then imagine with ``prev_actions[context:context+horizon]`` (the actions that lead to
+        ``frames[context:]``) without looking at those frames.
+
+        ``frames`` (T, H, W, 3) or (B, T, H, W, 3) uint8; ``prev_actions`` (T,) / (B, T).
+        Returns predicted frames for times ``context .. context+horizon-1``: uint8
+        (horizon, H, W, 3) (or with a leading B). Deterministic (mode latents) by default.
+        """
+        was_training = self.training
+        self.eval()
+        frames = np.asarray(frames)
+        prev_actions = np.asarray(prev_actions)
+        single = frames.ndim == 4
+        if single:
+            frames, prev_actions = frames[None], prev_actions[None]
+        B, _T = frames.shape[:2]
+        horizon = (prev_actions.shape[1] - context) if horizon is None else horizon
+        obs = self.preprocess(frames[:, :context])
+        first = torch.zeros(B, context, dtype=torch.bool, device=self.device)
+        first[:, 0] = True
+        pa = self.onehot(prev_actions[:, :context])
+        post, _ = self.observe(obs, pa, first, sample=sample)
+        last = post.map(lambda x: x[:, -1])
+        acts = self.onehot(prev_actions[:, context:context + horizon])
+        imag = self.imagine(last, acts, sample=sample)
+        pred = self.to_uint8(self.decode(imag.feat()))
+        self.train(was_training)
+        if single:
+            pred = pred[0]
+        return (pred, imag) if return_state else pred
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, env_id: str | None = None,
+             extra: dict[str, Any] | None = None) -> Path:
+        """``path/world_model.pt`` + ``path/meta.json`` (written last, atomically)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / (WM_FILE + ".tmp")
+        torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, tmp)
+        tmp.replace(path / WM_FILE)
+        from mtsandbox import __version__
+
+        meta = {
+            "format": WM_FORMAT,
+            "config": self.cfg.to_dict(),
+            "env_id": env_id if env_id is not None else self.meta.get("env_id"),
+            "step": int(self.train_steps),
+            "n_params": sum(p.numel() for p in self.parameters()),
+            "mtsandbox_version": __version__,
+            "torch_version": torch.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **git_info(),
+            **(extra or {}),
+        }
+        mt = path / (META_FILE + ".tmp")
+        mt.write_text(json.dumps(meta, indent=2, default=str))
+        mt.replace(path / META_FILE)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> WorldModel:
+        return load_world_model(path, device)[0]
+
+
+def load_world_model(path: str | os.PathLike, device: str | torch.device = "auto"
+                     ) -> tuple[WorldModel, dict[str, Any]]:
+    """``(model, meta)`` from a directory written by :meth:`WorldModel.save`."""
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    mp = path / META_FILE
+    if not mp.exists():
+        raise WorldModelError(f"not a world-model checkpoint (no {META_FILE}): {path}")
+    try:
+        meta = json.loads(mp.read_text())
+    except ValueError as e:
+        raise WorldModelError(f"corrupt {mp}: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != WM_FORMAT:
+        raise WorldModelError(f"corrupt {mp}: not a {WM_FORMAT} meta")
+    model = WorldModel(WMConfig.from_dict(meta.get("config", {})), device=device)
+    try:
+        sd = torch.load(path / WM_FILE, map_location=model.device, weights_only=True)
+        model.load_state_dict(sd)
+    except Exception as e:
+        raise WorldModelError(f"corrupt {path / WM_FILE}: {type(e).__name__}: {e}") from None
+    model.train_steps = int(meta.get("step", 0))
+    model.meta = meta
+    meta["path"] = str(path)
+    return model, meta
+
+
+# ----------------------------------------------------------------------------- training
+
+@dataclass
+class WMTrainConfig:
+    steps: int = 500
+    batch: int = 16
+    seq_len: int = 16
+    lr: float = 6e-4
+    grad_clip: float = 100.0
+    log_every: int = 50
+    seed: int = 0
+
+
+class WMTrainer:
+    """Holds the optimiser so training can resume in chunks (used by the model-based agent)."""
+
+    def __init__(self, model: WorldModel, lr: float = 6e-4, grad_clip: float = 100.0) -> None:
+        self.model = model
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-6)
+        self.grad_clip = grad_clip
+
+    def update(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, float], State]:
+        self.model.train()
+        loss, metrics, post = self.model.loss(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.opt.step()
+        self.model.train_steps += 1
+        return metrics, post.detach()
+
+
+def train_world_model(data: Any, steps: int = 500, *, model: WorldModel | None = None,
+                      config: WMConfig | None = None, batch: int = 16, seq_len: int = 16,
+                      lr: float = 6e-4, seed: int = 0, device: str = "auto",
+                      log_every: int = 50, log=print, time_limit_s: float | None = None,
+                      ) -> tuple[WorldModel, list[dict[str, float]]]:
+    """Train (or continue training) a world model on recorded episodes.
+
+    ``data``: recording roots / episode dirs / Episode objects / :class:`SeqData` /
+    dicts ``{frames, actions, rewards[, terminated]}`` / a :class:`Replay`.
+    ``config`` sets the sizes of a new model (``n_actions`` is taken from the data's largest
+    action when left at the default and the data needs more). Returns ``(model, history)``:
+    history holds the metrics averaged over each ``log_every`` steps (key ``step``).
+    ``time_limit_s`` stops early after that much wall time.
+    """
+    torch.manual_seed(seed)
+    replay = data if isinstance(data, Replay) else Replay(as_seqdata(data), seed=seed)
+    if not replay.episodes:
+        raise ValueError("train_world_model: no episodes with at least 2 frames in data")
+    if model is None:
+        cfg = config or WMConfig()
+        amax = max(int(e.prev_action.max()) for e in replay.episodes)
+        if amax >= cfg.n_actions:
+            cfg = WMConfig.from_dict({**cfg.to_dict(), "n_actions": amax + 1})
+        model = WorldModel(cfg, device=device)
+    trainer = WMTrainer(model, lr=lr)
+    hist: list[dict[str, float]] = []
+    acc: dict[str, float] = {}
+    n_acc = 0
+    t0 = time.perf_counter()
+    for i in range(steps):
+        metrics, _ = trainer.update(replay.sample(batch, seq_len))
+        for k, v in metrics.items():
+            acc[k] = acc.get(k, 0.0) + v
+        n_acc += 1
+        last = i == steps - 1 or (time_limit_s is not None
+                                  and time.perf_counter() - t0 > time_limit_s)
+        if (i + 1) % max(1, log_every) == 0 or last:
+            row = {k: v / n_acc for k, v in acc.items()}
+            row["step"] = model.train_steps
+            row["wall_s"] = time.perf_counter() - t0
+            hist.append(row)
+            if log is not None:
+                log(f"wm step {model.train_steps}: loss {row['loss']:.1f} recon {row['recon']:.1f}"
+                    f" mse/px {row['mse_px']:.5f} reward {row['reward']:.4f} kl {row['kl']:.2f}"
+                    f" ({row['wall_s']:.0f}s)")
+            acc, n_acc = {}, 0
+        if last:
+            break
+    return model, hist
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+__all__ = [
+    "RSSM",
+    "Replay",
+    "SeqData",
+    "State",
+    "WMConfig",
+    "WMTrainer",
+    "WorldModel",
+    "WorldModelError",
+    "as_seqdata",
+    "load_world_model",
+    "resolve_device",
+    "train_world_model",
+]
