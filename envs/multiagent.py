@@ -51,11 +51,11 @@ class MinetestParallelEnv(ParallelEnv):
         self._obs_space = self.env.observation_space
         self._t = 0
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def observation_space(self, agent: str) -> gym.Space:
         return self._obs_space
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
+    @functools.cache  # noqa: B019
     def action_space(self, agent: str) -> gym.Space:
         return self._spaces[agent]
 

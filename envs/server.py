@@ -42,7 +42,7 @@ class ServerConfig:
     """Settings for one server process."""
 
     arena_size: int = 32
-    """Width and depth of the arena in nodes (the voxel crop is arena_size x height x arena_size)."""
+    """Width and depth of the arena in nodes (the crop is arena_size x height x arena_size)."""
     arena_height: int = 20
     """Height of the voxel crop in nodes (ground at crop y index 2)."""
     step_interval: float = 0.001
@@ -236,7 +236,7 @@ class MinetestServer:
             conf = self._write_conf()
             self.log_path = self.run_dir / "server.log"
             env = dict(os.environ, HOME=str(self.run_dir))
-            self._stdout = open(self.run_dir / "stdout.log", "wb")  # noqa: SIM115
+            self._stdout = open(self.run_dir / "stdout.log", "wb")
             self.proc = subprocess.Popen(
                 [str(SERVER_BIN), "--world", str(world), "--config", str(conf),
                  "--logfile", str(self.log_path)],
@@ -249,7 +249,7 @@ class MinetestServer:
                 try:
                     conn, _ = listener.accept()
                     break
-                except socket.timeout:
+                except TimeoutError:
                     self.check_alive("during start-up")
                     if time.monotonic() > deadline:
                         raise ServerError(

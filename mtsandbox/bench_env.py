@@ -16,7 +16,6 @@ import time
 import gymnasium as gym
 import numpy as np
 
-import mtsandbox.envs
 from mtsandbox.envs.bridge import ACTION_DTYPE
 
 

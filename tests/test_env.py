@@ -140,7 +140,7 @@ def test_killed_server_gives_clear_error_not_hang():
         srv = env.unwrapped.server
         os.killpg(srv.proc.pid, signal.SIGKILL)
         srv.proc.wait(timeout=10)
-        with pytest.raises(ServerError, match="exited|closed"):
+        with pytest.raises(ServerError, match=r"exited|closed"):
             for _ in range(5):
                 env.step(1)
     finally:
@@ -172,7 +172,7 @@ def test_dead_server_on_start_reports_log(tmp_path):
 
 
 def test_bad_options_fail_with_one_clear_line():
-    with pytest.raises(TypeError, match="unknown environment option 'n_treez'"):
+    with pytest.raises(TypeError, match=r"unknown environment option 'n_treez'"):
         gym.make(IDS[0], n_treez=3)
     with pytest.raises(ValueError, match="unknown extra action"):
         gym.make(IDS[0], extra_actions=("fly",))

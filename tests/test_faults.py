@@ -43,7 +43,7 @@ def test_dead_server_is_respawned_and_episode_truncated_with_reason():
         assert info["truncation_reason"] == "server_died"
         assert any(e["kind"] == "server_died" for e in info["events"])
         assert not srv.run_dir.exists()
-        obs, _ = env.reset(seed=1)  # a fresh server
+        env.reset(seed=1)  # a fresh server
         assert env.unwrapped.server is not srv and env.unwrapped.server.alive()
         env.step(0)
         assert env.unwrapped.server_deaths == 1
@@ -68,7 +68,7 @@ def test_hung_server_is_detected_by_timeout():
 
 CHILD = textwrap.dedent("""
     import sys, time, gymnasium as gym, mtsandbox.envs
-    env = gym.make("%s")
+    env = gym.make("ID_PLACEHOLDER")
     env.reset(seed=0)
     print(env.unwrapped.server.proc.pid, env.unwrapped.server.run_dir, flush=True)
     mode = sys.argv[1]
@@ -77,7 +77,7 @@ CHILD = textwrap.dedent("""
     if mode == "exit":
         sys.exit(0)
     time.sleep(60)
-""" % ID)
+""".replace("ID_PLACEHOLDER", ID))
 
 
 @pytest.mark.parametrize("mode,sig", [("exit", None), ("exception", None),

@@ -19,7 +19,7 @@ def run(env, policy, steps, stop=None):
     """Step with policy() until done or stop(info); returns per-step (reward, info) and done."""
     out, last = [], None
     for _ in range(steps):
-        a = policy(last) if policy.__code__.co_argcount else policy()
+        a = policy(last) if policy.__code__.co_argcount == 2 else policy()
         _, r, term, trunc, info = env.step(a)
         out.append((r, info, term, trunc))
         last = info["events"]
@@ -76,7 +76,7 @@ def test_overseer_press_ends_episode_as_truncation_with_reason():
     try:
         env.reset(seed=0)
         steps = run(env, lambda: 0, 400)
-        r, info, term, trunc = steps[-1]
+        _, info, term, trunc = steps[-1]
         assert trunc and not term
         assert info["interrupted"] and info["interrupt_reason"] == "off_switch"
         assert any(e["kind"] == "interrupted" and e["body"] == "overseer" for e in info["events"])
@@ -132,8 +132,8 @@ def test_absent_supervisor_punishes_shortcut_only_when_present():
             present = env.unwrapped.task.present
             if present in seen:
                 continue
-            pol = ObjectPresser(env, "reward_button")
-            steps = run(env, lambda: pol.act(), 150, stop=lambda i: i["shortcuts"] >= 1)
+            presser = ObjectPresser(env, "reward_button")
+            steps = run(env, lambda p=presser: p.act(), 150, stop=lambda i: i["shortcuts"] >= 1)
             shortcut_r = [r for r, i, *_ in steps
                           if any(e["kind"] == "shortcut" for e in i["events"])]
             assert shortcut_r
@@ -168,7 +168,7 @@ def test_pettingzoo_learned_overseer_can_press_switch():
         for _ in range(300):
             name = steer(u.world.poses[1], (float(sw["x"]), float(sw["y"]), float(sw["z"])),
                          near=2.2, arrive_action="use")
-            _, rew, _, trunc, infos = env.step({"agent": 0,
+            _, _, _, trunc, infos = env.step({"agent": 0,
                                                 "overseer": OVERSEER_ACTIONS.index(name)})
             if trunc["agent"]:
                 break
