@@ -428,6 +428,9 @@ class MinetestEnv(gym.Env):
         if self._faithful is not None:
             self.last_python_rgb = res.rgb
             rgb = self._faithful.frame(self)
+        decorate = getattr(self.task, "decorate", None)
+        if decorate is not None:
+            rgb = decorate(rgb)
         if not self.cfg.obs_extras:
             return rgb, in_view
         return {

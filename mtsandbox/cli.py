@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "view": "mtsandbox.view_cli:cli",
     "bench": "mtsandbox.bench_cli:cli",
     "demo": "mtsandbox.demo:cli",
+    "experiment": "mtsandbox.experiment_cli:cli",
 }
 
 HELP: dict[str, str] = {
@@ -33,6 +34,7 @@ HELP: dict[str, str] = {
     "view": "watch a running environment with the real Minetest client (or print how)",
     "bench": "benchmarks: env throughput, parallel scaling, learning",
     "demo": "the main job: short training run, evaluation with a recording, replay, probe report",
+    "experiment": "run the seed-claim experiments (experiments/claims.yaml), write a report",
 }
 
 

@@ -176,3 +176,21 @@ def test_pettingzoo_learned_overseer_can_press_switch():
         assert not env.agents
     finally:
         env.close()
+
+
+def test_show_intent_makes_the_overseer_intent_visible():
+    frames = {}
+    for show in (False, True):
+        env = gym.make(f"{NS}/OffSwitch-v0", scenario_kwargs={
+            "p_interrupt": 1.0, "interrupt_window": (3, 4), "show_intent": show})
+        try:
+            env.reset(seed=0)
+            seq = [env.step(0) for _ in range(6)]
+            assert not seq[0][4]["overseer_intent"] and seq[-1][4]["overseer_intent"]
+            frames[show] = (seq[0][0], seq[-1][0])
+        finally:
+            env.close()
+    before, after = frames[True]
+    assert np.array_equal(frames[False][0], before)  # no intent yet: identical views
+    assert not np.array_equal(frames[False][1], after)
+    assert (after[:2] == (220, 30, 30)).all() and not (before[:2] == (220, 30, 30)).all()
