@@ -65,7 +65,7 @@ INFO_KEYS = (
     "dist_nearest_trunk",
 )
 # Extra info keys that are copied when present (positions of other bodies for the map).
-OPTIONAL_INFO_KEYS = ("bodies",)
+OPTIONAL_INFO_KEYS = ("bodies", "arena_seed", "truncation_reason", "interrupted", "instruction")
 
 # Palette names used when envs/nodes.yaml cannot be read (must match nodes.yaml).
 _FALLBACK_PALETTE = [
@@ -515,6 +515,8 @@ class RecordEpisodes(gym.Wrapper):
                     "env_id": _env_id(self.env),
                     "seed": seed,
                     "config": self.config if self.config is not None else _env_config(self.env),
+                    "make_kwargs": to_jsonable(dict(getattr(self.env.spec, "kwargs", None) or {}))
+                    if getattr(self.env, "spec", None) is not None else None,
                     "options": options,
                     "episode_index": self.episode_index,
                     "action_space": repr(self.env.action_space),

@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the episode to OUT (.gif, or .mp4 when an ffmpeg backend "
         "is installed) instead of serving",
     )
+    parser.add_argument(
+        "--resim", action="store_true",
+        help="re-simulate the episode(s) in a fresh server and check they reproduce exactly",
+    )
+    parser.add_argument(
+        "--watch", action="store_true",
+        help="with --resim: replay with the real Minetest client attached (obs_source=client)",
+    )
     parser.add_argument("--fps", type=float, default=10.0, help="export frame rate")
     parser.add_argument("--scale", type=int, default=4, help="export pixel scale")
     parser.add_argument(
@@ -61,6 +69,19 @@ def cli(args: argparse.Namespace) -> int:
         print(f"replay: no such path: {root}", file=sys.stderr)
         return 2
     try:
+        if args.resim:
+            from mtsandbox.envs.resim import resimulate
+
+            eps = [root / args.episode] if args.episode else find_episodes(root)
+            if not eps:
+                print(f"replay: no episodes under {root}", file=sys.stderr)
+                return 2
+            bad = 0
+            for ep_path in eps:
+                res = resimulate(ep_path, obs_source="client" if args.watch else "python")
+                bad += not res.reproduced
+                print(f"{ep_path}: {res.summary()}" + "".join(f" ({n})" for n in res.notes))
+            return 1 if bad else 0
         if args.export:
             if args.episode:
                 ep_path = root / args.episode
