@@ -102,6 +102,9 @@ class EnvConfig:
     reset, and the event is logged (what long training runs want)."""
     reply_timeout_s: float = 30.0
     """A server that does not answer a step within this many seconds counts as hung."""
+    render_device: str = "cpu"
+    """Where the Python renderer runs: "cpu" (numba ray caster) or a torch device such as
+    "cuda" / "cuda:1" (the batched torch path; "torch-cpu" runs that path on the CPU)."""
     obs_source: str = "python"
     """"python": the fast renderer. "client": the real Minetest client under Xvfb (slower; for
     evaluation and sim-to-real checks; see envs/faithful.py)."""
@@ -129,6 +132,8 @@ class EnvConfig:
         for name in cfg.extra_actions:
             if name not in EXTRA_ACTIONS:
                 raise ValueError(f"unknown extra action {name!r}; known: {sorted(EXTRA_ACTIONS)}")
+        if not (cfg.render_device in ("cpu", "torch-cpu") or cfg.render_device.startswith("cuda")):
+            raise ValueError("render_device must be 'cpu', 'torch-cpu' or a CUDA device")
         if cfg.obs_source not in ("python", "client"):
             raise ValueError("obs_source must be 'python' or 'client'")
         if cfg.on_server_death not in ("raise", "respawn"):
@@ -151,6 +156,7 @@ class WorldState:
         self.trunk_ids = np.array([pal.by_name["tree"], pal.by_name["apple_tree"]], dtype=np.uint8)
         idx = np.argwhere(np.isin(self.vox, self.trunk_ids))
         self.trunks = {tuple(int(v) for v in p + self.origin) for p in idx}
+        self.version = 0  # bumped whenever a node changes (device copies of vox follow it)
         self._trunk_arr: np.ndarray | None = None
         self.poses = np.array(
             [[b["x"], b["y"], b["z"], b["yaw"], b.get("pitch", 0.0)] for b in reset.meta["bodies"]],
@@ -159,6 +165,8 @@ class WorldState:
 
     def apply(self, reply: StepReply) -> None:
         ox, oy, oz = self.origin
+        if len(reply.changes):
+            self.version += 1
         for c in reply.changes:
             x, y, z, p = int(c["x"]), int(c["y"]), int(c["z"]), int(c["p"])
             self.vox[x - ox, y - oy, z - oz] = p
@@ -414,9 +422,28 @@ class MinetestEnv(gym.Env):
         assert self.world is not None
         w = self.world
         x, y, z, yaw, pitch = (float(v) for v in w.poses[i])
+        eye = np.array([x, y + 1.47, z])
+        if self.cfg.render_device != "cpu":
+            return self._render_torch(eye, yaw, pitch, i)
         return self._get_renderer().render(
-            w.vox, w.origin, np.array([x, y + 1.47, z]), yaw, pitch,
+            w.vox, w.origin, eye, yaw, pitch, bodies=self._bodies_array(), exclude_body=i)
+
+    def _render_torch(self, eye: np.ndarray, yaw: float, pitch: float, i: int) -> Any:
+        import torch
+
+        from mtsandbox.envs.render import RenderResult
+
+        assert self.world is not None
+        dev = "cpu" if self.cfg.render_device == "torch-cpu" else self.cfg.render_device
+        key = (id(self.world), self.world.version)
+        if getattr(self, "_vox_key", None) != key:  # new episode or changed nodes
+            self._vox_t = torch.as_tensor(self.world.vox, device=dev)
+            self._vox_key = key
+        r = self._get_renderer().render_torch(
+            self._vox_t, self.world.origin, eye[None], [yaw], [pitch],
             bodies=self._bodies_array(), exclude_body=i)
+        return RenderResult(rgb=r.rgb[0].cpu().numpy(), semantic=r.semantic[0].cpu().numpy(),
+                            depth=r.depth[0].cpu().numpy())
 
     def _observe(self) -> tuple[Any, bool]:
         assert self.world is not None
