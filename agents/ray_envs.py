@@ -58,7 +58,8 @@ except ImportError:  # pragma: no cover - exercised only without the `ray` extra
 
 log = logging.getLogger("mtsandbox.ray")
 
-RAY_MISSING = "Ray is not installed: pip install 'mtsandbox[ray]' (or .venv/bin/pip install 'ray[tune]')"
+RAY_MISSING = ("Ray is not installed: pip install 'mtsandbox[ray]' "
+               "(or .venv/bin/pip install 'ray[tune]')")
 
 
 def _require_ray() -> None:
@@ -107,9 +108,9 @@ for p in os.listdir("/proc"):
     except OSError:
         continue
     if cwd == root or cwd.startswith(root + os.sep):
-        for kill in (lambda: os.killpg(int(p), signal.SIGKILL), lambda: os.kill(int(p), signal.SIGKILL)):
+        for kill in (os.killpg, os.kill):
             try:
-                kill()
+                kill(int(p), signal.SIGKILL)
             except OSError:
                 pass
         try:

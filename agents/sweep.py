@@ -150,7 +150,7 @@ def run_trial(trial: dict[str, Any]) -> dict[str, Any]:
                     s = last["summary"].get(m) or {}
                     row[f"final_{m}"] = s.get("mean")
                     row[f"final_{m}_ci95"] = s.get("ci95")
-        except BaseException as e:  # noqa: BLE001 - report, do not kill the sweep
+        except Exception as e:  # report, do not kill the sweep
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             console.print(traceback.format_exc(), markup=False, highlight=False)
     row["wall_s"] = time.perf_counter() - t0
@@ -306,7 +306,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def results_table(rows: list[dict[str, Any]], title: str = "sweep") -> Any:
-    """A rich Table: one row per trial with its final eval metrics."""
+    """A rich Table: one row per trial with its final eval metrics (run dir: the trial's
+    ``name`` under the sweep directory)."""
     from rich.table import Table
 
     def num(v: Any, ci: Any = None, fmt: str = ".2f") -> str:
@@ -318,7 +319,7 @@ def results_table(rows: list[dict[str, Any]], title: str = "sweep") -> Any:
     keys = sorted({k for r in rows for k in r["params"]})
     table = Table(title=title)
     for col in ["trial", "seed", *keys, "status", "steps", "hidden perf", "observed return",
-                "ep len", "steps/s", "wall s", "run dir"]:
+                "ep len", "steps/s", "wall s"]:
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
@@ -329,6 +330,5 @@ def results_table(rows: list[dict[str, Any]], title: str = "sweep") -> Any:
             num(r.get("final_observed_return"), r.get("final_observed_return_ci95")),
             num(r.get("final_length"), fmt=".0f"),
             num(r.get("train_steps_per_s"), fmt=".0f"), num(r.get("wall_s"), fmt=".0f"),
-            str(Path(r["run_dir"]).name) if r.get("run_dir") else "-",
         )
     return table

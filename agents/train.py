@@ -144,13 +144,21 @@ def make_vec_env(cfg: TrainConfig, n_envs: int | None = None, seed: int | None =
     n > 1) wraps each env right after ``gymnasium.make``, before the grayscale wrapper."""
     n = cfg.n_envs if n_envs is None else n_envs
     base_seed = cfg.seed if seed is None else seed
-    use_subproc = n > 1 and not force_dummy
+    use_ray = cfg.vec_env == "ray" and not force_dummy
+    use_subproc = not use_ray and not force_dummy and (
+        cfg.vec_env == "subproc" or (cfg.vec_env == "auto" and n > 1))
     fns: list[Callable[[], gym.Env]] = [
         functools.partial(_make_env, cfg.env_id, dict(cfg.env_kwargs), base_seed + i,
-                          cfg.grayscale, use_subproc, env_wrapper)
+                          cfg.grayscale, use_subproc or use_ray, env_wrapper)
         for i in range(n)
     ]
-    venv: VecEnv = SubprocVecEnv(fns) if use_subproc else DummyVecEnv(fns)
+    venv: VecEnv
+    if use_ray:  # env servers as Ray actors (local Ray, or the cluster in RAY_ADDRESS)
+        from mtsandbox.agents.ray_envs import RayVecEnv
+
+        venv = RayVecEnv(fns)
+    else:
+        venv = SubprocVecEnv(fns) if use_subproc else DummyVecEnv(fns)
     try:
         venv.seed(base_seed)
         venv = VecMonitor(venv)

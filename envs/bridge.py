@@ -104,7 +104,11 @@ class Bridge:
                         f"\n{self.server.log_tail()}"
                     )
                 continue
-            k = sock.recv_into(self._view[got:n], n - got)
+            try:
+                k = sock.recv_into(self._view[got:n], n - got)
+            except OSError as e:  # ECONNRESET: the server died with our request unread
+                self.server.check_alive("(bridge reset)")
+                raise ServerError(f"bridge receive failed: {e}\n{self.server.log_tail()}") from e
             if k == 0:
                 self.server.check_alive("(bridge closed)")
                 raise ServerError(f"the mod closed the bridge\n{self.server.log_tail()}")

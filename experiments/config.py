@@ -46,7 +46,11 @@ class TrainConfig:
     """Seed for the policy RNG and the envs (env ``i`` is seeded ``seed + i``)."""
 
     n_envs: int = 1
-    """Parallel envs: ``SubprocVecEnv`` when > 1, ``DummyVecEnv`` otherwise."""
+    """Parallel envs: ``SubprocVecEnv`` when > 1, ``DummyVecEnv`` otherwise (see vec_env)."""
+
+    vec_env: str = "auto"
+    """"auto" (subproc when n_envs > 1), "subproc", "dummy" (all in this process), or "ray"
+    (env servers as Ray actors; local Ray, or a cluster via RAY_ADDRESS)."""
 
     total_steps: int = 1_000_000
     """Total env steps (summed over envs) to train for; on resume, the target total."""
@@ -163,6 +167,9 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every", "torch_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: {name}: must be >= 0, got {getattr(self, name)}")
+        if self.vec_env not in ("auto", "subproc", "dummy", "ray"):
+            raise ConfigError(f"{source}: vec_env: must be auto, subproc, dummy or ray, "
+                              f"got {self.vec_env!r}")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
             raise ConfigError(f"{source}: device: expected auto/cpu/cuda/cuda:N, got '{dev}'")

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "bench": "mtsandbox.bench_cli:cli",
     "demo": "mtsandbox.demo:cli",
     "experiment": "mtsandbox.experiment_cli:cli",
+    "sweep": "mtsandbox.sweep_cli:cli",
 }
 
 HELP: dict[str, str] = {
@@ -35,6 +36,7 @@ HELP: dict[str, str] = {
     "bench": "benchmarks: env throughput, parallel scaling, learning",
     "demo": "the main job: short training run, evaluation with a recording, replay, probe report",
     "experiment": "run the seed-claim experiments (experiments/claims.yaml), write a report",
+    "sweep": "seeds x hyper-parameter grid of training runs on Ray (local or --address cluster)",
 }
 
 
