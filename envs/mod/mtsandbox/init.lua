@@ -55,7 +55,7 @@ arena.init(bcfg.arena)
 -- every env step, after_reset() after every reset.
 local api = { bodies = bodies, arena = arena, palette = palette, config = bcfg,
 	after_step = {}, after_reset = {} }
-for _, part in ipairs({ "watch.lua" }) do
+for _, part in ipairs({ "watch.lua", "play.lua" }) do
 	local fn = loadfile(modpath .. "/" .. part)
 	if fn then
 		fn(api)
