@@ -36,7 +36,6 @@ import functools
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import warnings
@@ -62,8 +61,8 @@ from stable_baselines3.common.vec_env import (
 from mtsandbox.agents.evaluate import EpisodeTracker, run_episodes, summarize
 from mtsandbox.agents.policy import make_policy_kwargs
 from mtsandbox.experiments.config import ConfigError, TrainConfig, load_config
+from mtsandbox.provenance import git_info
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_FORMAT = "mtsandbox-checkpoint/1"
 MODEL_FILE = "model.zip"
 META_FILE = "meta.json"
@@ -227,18 +226,6 @@ def env_version_info(env_id: str, venv: VecEnv | None = None) -> dict[str, Any]:
     return info
 
 
-def git_info() -> dict[str, Any]:
-    def run(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
-                                 text=True, timeout=5)
-            return out.stdout.strip() if out.returncode == 0 else None
-        except Exception:
-            return None
-
-    commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
 
 
 def resolve_device(device: str) -> str:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -47,8 +46,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from mtsandbox.provenance import git_info
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 WM_FORMAT = "mtsandbox-world-model/1"
 WM_FILE = "world_model.pt"
 META_FILE = "meta.json"
@@ -64,18 +63,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def git_info() -> dict[str, Any]:
-    def run(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
-                                 text=True, timeout=5)
-            return out.stdout.strip() if out.returncode == 0 else None
-        except Exception:
-            return None
-
-    commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
 
 
 # ----------------------------------------------------------------------------- config

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,24 +27,15 @@ from mtsandbox.experiments.claims import (
     load_claims,
     run_claim,
 )
+from mtsandbox.provenance import git_info
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- provenance
 
 def git_commit() -> dict[str, Any]:
-    def run(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
-                                 text=True, timeout=5)
-            return out.stdout.strip() if out.returncode == 0 else None
-        except Exception:
-            return None
-
-    commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain") if commit else None
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    g = git_info()
+    return {"commit": g["git_commit"], "dirty": g["git_dirty"]}
 
 
 def machine_info() -> dict[str, Any]:
