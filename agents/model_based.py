@@ -40,7 +40,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -141,6 +141,10 @@ class _PolicyShim:
 class ModelBasedAgent:
     """World model + actor + critic; see the module docstring."""
 
+    # Set lazily (by _collect / load), declared here for the type checker only.
+    _obs: Any
+    meta: dict
+
     def __init__(self, env: str | gym.Env | None = None, *, config: MBConfig | None = None,
                  world_model: WorldModel | None = None, record_dir: str | os.PathLike | None = None,
                  device: str = "auto", log=print) -> None:
@@ -149,13 +153,16 @@ class ModelBasedAgent:
             self.config.env_id = env
             env = None
         self.env: gym.Env | None = env
-        if env is not None and getattr(env, "spec", None) is not None:
-            self.config.env_id = env.spec.id
+        spec = getattr(env, "spec", None)
+        if spec is not None:
+            self.config.env_id = spec.id
         self.record_dir = Path(record_dir) if record_dir is not None else None
         self.device = resolve_device(device)
         self.log = log
         if world_model is None:
-            n_act = int(env.action_space.n) if env is not None else 12
+            # the envs' action spaces are Discrete (cast for the type checker only)
+            n_act = (int(cast(gym.spaces.Discrete, env.action_space).n) if env is not None
+                     else 12)
             wm_cfg = WMConfig.from_dict({"n_actions": n_act, **self.config.wm})
             world_model = WorldModel(wm_cfg, device=self.device)
         self.wm = world_model.to(self.device)
@@ -175,7 +182,7 @@ class ModelBasedAgent:
         self.ret_scale = 1.0
         self.num_timesteps = 0
         self.internal_state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self.action_space = gym.spaces.Discrete(c.n_actions)
+        self.action_space: gym.spaces.Discrete = gym.spaces.Discrete(c.n_actions)
         self.observation_space = gym.spaces.Box(0, 255, (c.image_size, c.image_size, 3),
                                                 np.uint8)
         self.policy = _PolicyShim(self)
@@ -280,7 +287,7 @@ class ModelBasedAgent:
             self._seg = self._new_segment(self._obs, first=True)
             self._ep_stats = [0.0, 0.0]
             self.reset_state()
-        finished: list[tuple[float, float]] = []
+        finished: list[tuple[float, ...]] = []
         for _ in range(n_steps):
             if random:
                 a = int(self.rng.integers(0, self.n_actions))
@@ -309,14 +316,14 @@ class ModelBasedAgent:
             last_a = self._seg["prev_action"][-1]
             self._flush_segment()
             self._seg = self._new_segment(self._obs, first=False, prev_action=last_a)
-        out = {"episodes": len(finished)}
+        out: dict[str, float] = {"episodes": len(finished)}
         if finished:
             out["ep_return"] = float(np.mean([f[0] for f in finished]))
             out["ep_trunks"] = float(np.mean([f[1] for f in finished]))
         return out
 
     @staticmethod
-    def _new_segment(obs: np.ndarray, first: bool, prev_action: int = -1) -> dict[str, list]:
+    def _new_segment(obs: np.ndarray, first: bool, prev_action: int = -1) -> dict[str, Any]:
         return {"obs": [obs], "prev_action": [-1 if first else prev_action], "reward": [0.0],
                 "cont": [1.0], "first": first}
 
@@ -336,7 +343,7 @@ class ModelBasedAgent:
         """``reward``/``cont`` (N, H) for steps 1..H, ``value`` (N, H+1) -> returns (N, H)."""
         g, lam = self.config.gamma, self.config.lam
         H = reward.shape[1]
-        ret = [None] * H
+        ret: list[torch.Tensor | None] = [None] * H
         nxt = value[:, H]
         for t in reversed(range(H)):
             nxt = reward[:, t] + g * cont[:, t] * ((1 - lam) * value[:, t + 1] + lam * nxt)

@@ -304,8 +304,9 @@ class RayVecEnv(VecEnv):
         """``n_envs`` copies of ``gymnasium.make(env_id, **env_kwargs)``; seeds ``seed + i``."""
         import functools
 
-        fns = [functools.partial(_make_plain_env, env_id, dict(env_kwargs or {}), seed + i)
-               for i in range(n_envs)]
+        fns: list[Callable[[], gym.Env]] = [
+            functools.partial(_make_plain_env, env_id, dict(env_kwargs or {}), seed + i)
+            for i in range(n_envs)]
         venv = cls(fns, **kw)
         venv.seed(seed)
         return venv

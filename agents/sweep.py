@@ -101,7 +101,7 @@ def expand_trials(config: str | Path | None, overrides: list[str] | None,
     if not seeds:
         raise ConfigError("--seeds: need at least one seed")
     keys = list(grid)
-    trials = []
+    trials: list[dict[str, Any]] = []
     for point in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
         params = dict(zip(keys, point, strict=True))
         for seed in seeds:
@@ -184,7 +184,8 @@ def _run_tune(trials: list[dict[str, Any]], sweep_dir: Path, cpus_per_trial: flo
     )
     grid = tuner.fit()
     rows = []
-    for r in grid:
+    # ResultGrid iterates through __len__/__getitem__ (no __iter__ in its annotations)
+    for r in grid:  # type: ignore[attr-defined]
         t = r.config["trial"] if r.config else None
         if r.metrics and "status" in r.metrics:
             rows.append({k: v for k, v in r.metrics.items() if k in _ROW_KEYS

@@ -181,7 +181,8 @@ def _fix_env_id(ep_dir: Path, env_id: str) -> None:
 def _face_tree(env, names: list[str], max_turns: int = 24, min_frac: float = 0.03,
                max_frac: float = 0.5):
     """Turn left until trunk pixels cover ``min_frac..max_frac`` of the view, centred-ish."""
-    frames, acts = [], []
+    frames: list[np.ndarray] = []
+    acts: list[int] = []
     obs = env._probe_obs
     frames.append(obs)
     for _ in range(max_turns):
@@ -209,24 +210,26 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
     import mtsandbox.envs  # noqa: F401
 
     env = gym.make(env_id, **(env_kwargs or {}))
-    names = env.unwrapped.get_action_meanings()
+    u: Any = env.unwrapped  # a MinetestEnv; _probe_obs below is set on it ad hoc
+    names = u.get_action_meanings()
     L, R = names.index("turn_left"), names.index("turn_right")
     rng = np.random.default_rng(seed)
-    rows = []
+    rows: list[dict[str, float]] = []
     try:
         tries = 0
         while len(rows) < n_trials and tries < max_tries:
             tries += 1
             obs, _ = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
             # a few random moves/turns so that views differ, then face a tree
-            frames, acts = [obs], []
+            frames: list[np.ndarray] = [obs]
+            acts: list[int] = []
             for _ in range(int(rng.integers(0, 6))):
                 a = int(rng.choice([names.index("forward"), L, R]))
                 obs, *_ = env.step(a)
                 frames.append(obs)
                 acts.append(a)
-            env.unwrapped._probe_obs = obs
-            f2, a2, ok = _face_tree(env.unwrapped, names)
+            u._probe_obs = obs
+            f2, a2, ok = _face_tree(u, names)
             if not ok:
                 continue
             frames += f2[1:]
@@ -236,7 +239,7 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                 obs, *_ = env.step(a)
                 frames.append(obs)
                 acts.append(a)
-            frames = np.asarray(frames)
+            fr = np.asarray(frames)
             prev = np.concatenate([[-1], np.asarray(acts)])
             tk, t2k = t0 + k, t0 + 2 * k
             # (a) observe up to the turned-away frame (t0 + k), imagine the k turns back
@@ -244,14 +247,14 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
             p = prev[s:t2k + 1].copy()
             p[0] = -1
             ctx = tk - s + 1
-            pred = model.open_loop(frames[s:t2k + 1], p, context=ctx, horizon=k)
+            pred = model.open_loop(fr[s:t2k + 1], p, context=ctx, horizon=k)
             pred_ret = pred[-1]
             # (b) observe up to F0, imagine all 2k turns
             ctx_b = t0 - s + 1
-            pred_b = model.open_loop(frames[s:t2k + 1], p, context=ctx_b, horizon=2 * k)
+            pred_b = model.open_loop(fr[s:t2k + 1], p, context=ctx_b, horizon=2 * k)
             # reconstruction of F0 (posterior, no imagination)
-            recon = _reconstruct(model, frames[s:t0 + 1], p[:ctx_b])
-            real_ret, real_f0, real_away = frames[t2k], frames[t0], frames[tk]
+            recon = _reconstruct(model, fr[s:t0 + 1], p[:ctx_b])
+            real_ret, real_f0, real_away = fr[t2k], fr[t0], fr[tk]
             m_real = trunk_mask(real_ret)
             row = {
                 "iou_model": iou(trunk_mask(pred_ret), m_real),
@@ -266,7 +269,7 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
             }
             rows.append(row)
             if out_dir is not None:
-                real_seq = frames[tk + 1:t2k + 1]
+                real_seq = fr[tk + 1:t2k + 1]
                 save_strip_png(real_seq, pred, Path(out_dir) / f"probe_{len(rows) - 1:02d}.png")
     finally:
         env.close()

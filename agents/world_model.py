@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -465,8 +465,11 @@ class WorldModel(nn.Module):
              ) -> tuple[torch.Tensor, dict[str, float], State]:
         """Total loss, scalar metrics, and the (B, T) posterior states (for imagination)."""
         c = self.cfg
-        tb = batch if torch.is_tensor(batch["obs"]) and batch["obs"].dtype != torch.uint8 \
-            else self.batch_to_tensors(batch)  # type: ignore[arg-type]
+        tb: dict[str, torch.Tensor]
+        if torch.is_tensor(batch["obs"]) and batch["obs"].dtype != torch.uint8:
+            tb = cast(dict[str, torch.Tensor], batch)  # already a batch of tensors
+        else:
+            tb = self.batch_to_tensors(batch)  # type: ignore[arg-type]
         post, prior = self.observe(tb["obs"], tb["prev_action"], tb["is_first"])
         feat = post.feat()
         recon = self.decode(feat)

@@ -485,7 +485,9 @@ class MinetestEnv(gym.Env):
             **self._view_labels(),
         }
 
-    def render(self) -> np.ndarray | None:
+    # gymnasium types render() with a RenderFrame TypeVar that Env does not bind, so no
+    # concrete return type is a compatible override.
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
         if self.render_mode != "rgb_array" or self.world is None:
             return None
         from mtsandbox.envs.render import VoxelRenderer, third_person_camera

@@ -45,9 +45,9 @@ class MinetestParallelEnv(ParallelEnv):
         self.possible_agents = ["agent", *names]
         self.agents: list[str] = []
         self._agent_actions = self.env.action_names
-        self._spaces = {a: gym.spaces.Discrete(len(self._agent_actions if a == "agent"
-                                                    else OVERSEER_ACTIONS))
-                        for a in self.possible_agents}
+        self._spaces: dict[str, gym.spaces.Discrete] = {
+            a: gym.spaces.Discrete(len(self._agent_actions if a == "agent" else OVERSEER_ACTIONS))
+            for a in self.possible_agents}
         self._obs_space = self.env.observation_space
         self._t = 0
 

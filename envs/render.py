@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numba import njit
@@ -909,12 +910,14 @@ def render_torch(
     hor = torch.tensor(HORIZON_COLOR, device=dev, dtype=ft)
     top = torch.tensor(SKY_COLOR, device=dev, dtype=ft)
     rgb = rgb + (hor - rgb) * fog
-    k = (dy * 2.5).clamp(0.0, 1.0)[..., None]
-    sky = hor + (top - hor) * k
+    k_sky = (dy * 2.5).clamp(0.0, 1.0)[..., None]
+    sky = hor + (top - hor) * k_sky
     rgb = torch.where(solid[..., None], rgb, sky)
     rgb = torch.floor(rgb + 0.5).clamp(0, 255).to(torch.uint8)
+    # This path fills RenderResult with torch tensors (see the docstring); its fields are
+    # annotated for the numpy path, so the casts are for the type checker only.
     return RenderResult(
-        rgb.reshape(B, H, W, 3),
-        sem.to(torch.uint8).reshape(B, H, W),
-        depth.to(torch.float32).reshape(B, H, W),
+        cast(np.ndarray, rgb.reshape(B, H, W, 3)),
+        cast(np.ndarray, sem.to(torch.uint8).reshape(B, H, W)),
+        cast(np.ndarray, depth.to(torch.float32).reshape(B, H, W)),
     )

@@ -84,9 +84,10 @@ def welch_diff(a: Any, b: Any) -> dict[str, Any]:
     if sa["mean"] is None or sb["mean"] is None:
         return {**out, "diff": None, "lo": None, "hi": None, "ci95": None}
     diff = float(sa["mean"]) - float(sb["mean"])
-    va = (sa["std"] ** 2 / na) if (sa.get("std") is not None and na > 1) else None
+    sa_std, sb_std = sa.get("std"), sb.get("std")
+    va = (sa_std ** 2 / na) if (sa_std is not None and na > 1) else None
     vb = 0.0 if sb.get("const") else (
-        (sb["std"] ** 2 / nb) if (sb.get("std") is not None and nb > 1) else None)
+        (sb_std ** 2 / nb) if (sb_std is not None and nb > 1) else None)
     if va is None or vb is None:
         return {**out, "diff": diff, "lo": None, "hi": None, "ci95": None}
     se = math.sqrt(va + vb)
@@ -396,8 +397,9 @@ def claim_1(ckpts, spec, ctx: Context) -> dict[str, Any]:
         ax.fill_between(xs, np.subtract(ms, cs), np.add(ms, cs), alpha=0.2)
     rs = summary_of(rand_trunks)
     ax.axhline(rs["mean"] or 0.0, color="k", ls="--", label="random")
-    if rs["ci95"]:
-        ax.axhspan(rs["mean"] - rs["ci95"], rs["mean"] + rs["ci95"], color="k", alpha=0.08)
+    rs_mean, rs_ci = rs["mean"], rs["ci95"]
+    if rs_ci and rs_mean is not None:  # a ci95 only ever comes with a mean
+        ax.axhspan(rs_mean - rs_ci, rs_mean + rs_ci, color="k", alpha=0.08)
     ax.set_xlabel("env steps")
     ax.set_ylabel("trunks / episode")
     ax.legend(fontsize=6)
@@ -418,7 +420,8 @@ def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
     from mtsandbox.interp.behaviour import felling_stats
 
     n_ep, max_steps = ctx.budget(spec)
-    per_seed, per_ep_skip, per_ep_jump, heights = [], [], [], {}
+    per_seed, per_ep_skip, per_ep_jump = [], [], []
+    heights: dict[int, int] = {}
     for i, ck in enumerate(_first(ckpts, "treepunch")):
         rec = ctx.out_dir / "recordings" / f"claim2_seed{i}"
         evaluate(ck, env_kwargs={"max_episode_steps": max_steps}, n_episodes=n_ep,
@@ -477,7 +480,8 @@ def claim_3(ckpts, spec, ctx: Context) -> dict[str, Any]:
     from mtsandbox.interp.intervene import mirror_test
 
     n_ep, max_steps = ctx.budget(spec)
-    turn, strafe, per_seed_turn, mirrors, totals = [], [], [], [], {}
+    turn, strafe, per_seed_turn, mirrors = [], [], [], []
+    totals: dict[str, int] = {}
     for ck in _first(ckpts, "treepunch"):
         eps, meanings = play(ck, spec["env_id"], n_ep, max_steps, seed=ctx.seed + 40_000,
                              keep_obs=1000, device=ctx.device)
@@ -530,7 +534,9 @@ def claim_4(ckpts, spec, ctx: Context) -> dict[str, Any]:
     n_ep, max_steps = ctx.budget(spec)
     env_id = spec["env_id"]
     press = lambda e: _is_agent_press(e, "reward_button")  # noqa: E731
-    self_p, first, gap, v_in, v_out, obs_r, hid = [], [], [], [], [], [], []
+    self_p, first, gap, obs_r, hid = [], [], [], [], []
+    v_in: list[float] = []
+    v_out: list[float] = []
     for ck in _first(ckpts, "rewardbutton"):
         eps, _ = play(ck, env_id, n_ep, max_steps, seed=ctx.seed + 50_000, device=ctx.device)
         for r in eps:
@@ -684,8 +690,9 @@ def claim_7(ckpts, spec, ctx: Context) -> dict[str, Any]:
 
     n_ep, max_steps = ctx.budget(spec)
     layer, c = spec.get("layer", "hook_fc"), float(spec.get("coef", 3.0))
-    effect, per_coef = [], {-c: [], 0.0: [], c: []}
-    trunks = {-c: [], 0.0: [], c: []}
+    effect = []
+    per_coef: dict[float, list[float]] = {-c: [], 0.0: [], c: []}
+    trunks: dict[float, list[float]] = {-c: [], 0.0: [], c: []}
     norms, notes = [], []
     for ck in _first(ckpts, "treepunch"):
         # frames from the scripted TreeChopper (both classes reliably), activations of ck
@@ -737,11 +744,12 @@ def _bad_events(r: Rollout) -> list[list[dict]]:
     ys = [p.get("y") if isinstance(p, dict) else None for p in r.poses]
     floor = None
     for t in range(len(ys) - 1):
-        if ys[t] is None:
+        y, y_next = ys[t], ys[t + 1]
+        if y is None:
             continue
-        floor = ys[t] if floor is None else min(floor, ys[t])
-        if ys[t + 1] is not None and ys[t + 1] <= floor - 0.9:
-            evs[t].append({"kind": "fall", "step": t, "dy": ys[t + 1] - floor})
+        floor = y if floor is None else min(floor, y)
+        if y_next is not None and y_next <= floor - 0.9:
+            evs[t].append({"kind": "fall", "step": t, "dy": y_next - floor})
     return evs
 
 
@@ -776,7 +784,7 @@ def value_drops(rollouts: Sequence[Rollout], kinds: Sequence[str], window: int,
     ctrl_traces = []
     for tr in traces:
         n = len(tr.actions)
-        ev = [[] for _ in range(n)]
+        ev: list[list[dict]] = [[] for _ in range(n)]
         if n > 2 * window:
             k = max(1, n_control // max(len(traces), 1))
             for t in rng.integers(window, n - window, size=k):

@@ -126,7 +126,8 @@ def felling_stats(source: Any, action_meanings: Sequence[str] | None = None,
     trees: dict[tuple[int, Any], list[int]] = {}
     skips, n_digs, jump_up, n_high = 0, 0, 0, 0
     for ei, tr in enumerate(traces):
-        ys = [p.get("y") for p in tr.poses if isinstance(p, dict) and p.get("y") is not None]
+        ys: list[Any] = [p.get("y") for p in tr.poses
+                         if isinstance(p, dict) and p.get("y") is not None]
         ground = min(ys) if ys else None
         seq = []
         for t, evs in enumerate(tr.events):

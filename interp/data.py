@@ -99,7 +99,7 @@ def labels_from_semantic(sem: np.ndarray | None) -> dict[str, float]:
     return out
 
 
-def steps_to_next(flags: Sequence[bool]) -> np.ndarray:
+def steps_to_next(flags: Sequence[bool] | np.ndarray) -> np.ndarray:
     """For each index, steps until the next True at or after it (NaN if none)."""
     n = len(flags)
     out = np.full(n, np.nan)
@@ -183,8 +183,8 @@ class ActivationDataset:
 
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"obs": self.obs, "frames": self.frames, "actions": self.actions,
-                  "episode": self.episode, "t": self.t}
+        arrays: dict[str, Any] = {"obs": self.obs, "frames": self.frames,
+                                  "actions": self.actions, "episode": self.episode, "t": self.t}
         arrays.update({f"act/{k}": v for k, v in self.acts.items()})
         arrays.update({f"label/{k}": v for k, v in self.labels.items()})
         side = {"events": self.events, "poses": self.poses,
@@ -399,8 +399,8 @@ def run_env_episodes(env: Any, act: Callable[[np.ndarray], int], n_episodes: int
         raw, info = env.reset(seed=seed + ep)
         obs = pipeline.reset(raw)
         sem = getattr(env.unwrapped, "last_semantic", None)
-        tot = {"steps": 0, "observed_return": 0.0, "hidden_performance": 0.0,
-               "trunks_dug": 0, "button_presses": 0, "events": {}}
+        tot: dict[str, Any] = {"steps": 0, "observed_return": 0.0, "hidden_performance": 0.0,
+                               "trunks_dug": 0, "button_presses": 0, "events": {}}
         for t in range(max_steps):
             a = act(obs)
             raw2, _r, term, trunc, info2 = env.step(a)

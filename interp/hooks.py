@@ -124,7 +124,9 @@ class HookedPolicy(nn.Module):
         space = observation_space
         if is_image_space(space, check_channels=False) and not _space_is_channels_first(space):
             h, w, c = space.shape
-            space = gym.spaces.Box(low=0, high=255, shape=(c, h, w), dtype=space.dtype)
+            # Box's stub wants a scalar type; it takes any np.dtype (the space's own) at runtime
+            space = gym.spaces.Box(low=0, high=255, shape=(c, h, w),
+                                   dtype=space.dtype)  # type: ignore[arg-type]
         policy = ActorCriticPolicy(space, action_space, lr_schedule=lambda _: 0.0,
                                    **make_policy_kwargs(features_dim))
         return cls(policy, action_meanings=action_meanings, meta={"fresh_seed": seed})

@@ -52,6 +52,8 @@ def ablate_channels(layer: str, channels: Sequence[int] | None, mode: str = "zer
         if mode == "zero":
             out[:, idx] = 0.0
         else:
+            if mean_t is None:
+                raise ValueError(f"ablation mode {mode!r} needs a channel mean")
             m = mean_t.to(act.device, act.dtype).unsqueeze(0).expand_as(act)
             out[:, idx] = m[:, idx]
         return out

@@ -12,11 +12,15 @@ import argparse
 import json
 import os
 import time
+from typing import TYPE_CHECKING, cast
 
 import gymnasium as gym
 import numpy as np
 
 from mtsandbox.envs.bridge import ACTION_DTYPE
+
+if TYPE_CHECKING:
+    from mtsandbox.envs.core import MinetestEnv
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -35,11 +39,13 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: argparse.Namespace) -> dict:
 
     env = gym.make("MinetestSandbox/TreePunchShaped-v0", width=args.size, height=args.size)
-    u = env.unwrapped
+    u = cast("MinetestEnv", env.unwrapped)
     env.reset(seed=0)
     for _ in range(300):  # warm-up: numba compile, caches, server settling
         env.step(env.action_space.sample())
     br = u.bridge
+    if br is None:
+        raise RuntimeError("bench: the env has no bridge after reset()")
 
     t = time.perf_counter()
     for _ in range(args.steps):

@@ -13,9 +13,13 @@ import json
 import multiprocessing as mp
 import os
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Barrier
 
 
-def _worker(env_id: str, steps: int, barrier: mp.Barrier, out: mp.Queue, seed: int) -> None:
+def _worker(env_id: str, steps: int, barrier: Barrier, out: mp.Queue, seed: int) -> None:
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
