@@ -119,6 +119,8 @@ def test_correction_changes_reward_from_that_step_on():
         assert before and all(r == 1.0 for r in before)
         assert after and all(r == -1.0 for r in after)
         assert steps[-1][1]["instruction"] == 1 and steps[-1][1]["compliance"] == 0.0
+        obs = env.unwrapped._observe()[0]  # the instruction light is on after the correction
+        assert (obs[:2] == (40, 90, 230)).all()
     finally:
         env.close()
 
