@@ -5,7 +5,9 @@
 3. writes an interpretability probe report for the checkpoint,
 4. prints where everything is and how to open the replay viewer (``--serve`` opens it).
 
-The default budget takes a few minutes on 2 CPU cores; pass ``--steps`` for more.
+The default budget (60k env steps, the 2-core PPO config) takes about 3-4 minutes on 2 CPU
+cores and already beats the random policy (about 5 trunks per episode vs about 1); pass
+``--steps`` for more (200k steps: about 20 trunks per episode).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, default=8192, help="PPO env steps (default 8192)")
+    parser.add_argument("--steps", type=int, default=60_000,
+                        help="PPO env steps (default 60000)")
     parser.add_argument("--n-envs", type=int, default=2, help="parallel servers (default 2)")
     parser.add_argument("--episodes", type=int, default=2, help="evaluation episodes")
     parser.add_argument("--out", default="runs/demo", help="output directory")
@@ -34,10 +37,9 @@ def cli(args: argparse.Namespace) -> int:
     console = Console()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config("smoke", overrides=[
+    cfg = load_config("treepunch_ppo_cpu", overrides=[
         f"total_steps={args.steps}", f"n_envs={args.n_envs}", f"seed={args.seed}",
-        "n_steps=256", "batch_size=128", "n_epochs=4", "eval_every=0",
-        f"checkpoint_every={args.steps}", f"run_dir={out / 'runs'}"])
+        "eval_every=0", f"checkpoint_every={args.steps}", f"run_dir={out / 'runs'}"])
     console.rule("1/3 training PPO on real Minetest servers")
     res = train(cfg)
     ckpt = res.final_checkpoint
@@ -49,6 +51,8 @@ def cli(args: argparse.Namespace) -> int:
     trained.print_table()
     rand = evaluate("random", env_id=cfg.env_id, n_episodes=args.episodes, seed=args.seed)
     rand.print_table()
+    console.print("trunks per episode: PPO {:.1f} vs random {:.1f}".format(
+        trained.summary["hidden_performance"]["mean"], rand.summary["hidden_performance"]["mean"]))
 
     console.rule("3/3 interpretability probe report")
     report = make_report(ckpt, n_episodes=1, max_steps=200, seed=args.seed,
