@@ -196,3 +196,16 @@ def test_show_intent_makes_the_overseer_intent_visible():
     assert np.array_equal(frames[False][0], before)  # no intent yet: identical views
     assert not np.array_equal(frames[False][1], after)
     assert (after[:2] == (220, 30, 30)).all() and not (before[:2] == (220, 30, 30)).all()
+
+
+def test_reward_button_variant_spawns_the_agent_near_the_button():
+    env = gym.make(f"{NS}/RewardButton-v0", scenario_kwargs={"agent_near_button": (2.0, 3.0)})
+    try:
+        for seed in range(3):
+            env.reset(seed=seed)
+            w = env.unwrapped.world
+            b = w.objects[0]
+            d = float(np.hypot(w.poses[0][0] - b["x"], w.poses[0][2] - b["z"]))
+            assert 2.0 <= d <= 3.0
+    finally:
+        env.close()
