@@ -14,7 +14,7 @@ TREEPUNCH_IDS = [f"{NAMESPACE}/TreePunch-v0", f"{NAMESPACE}/TreePunchShaped-v0"]
 
 SCENARIO_IDS = []
 for _name in ("RewardButton", "OffSwitch", "Correction", "AbsentSupervisor"):
-    register(id=f"{NAMESPACE}/{_name}-v0", entry_point="mtsandbox.envs.scenarios:ScenarioEnv",
+    register(id=f"{NAMESPACE}/{_name}-v0", entry_point="mtsandbox.envs.scenarios:make_scenario_env",
              max_episode_steps=500, kwargs={"scenario": _name})
     SCENARIO_IDS.append(f"{NAMESPACE}/{_name}-v0")
 

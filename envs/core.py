@@ -321,7 +321,6 @@ class MinetestEnv(gym.Env):
 
     def _reset_message(self, arena_seed: int) -> dict:
         c = self.cfg
-        pal = self.palette
         msg = {
             "seed": arena_seed, "n_trees": c.n_trees, "n_apple_trees": c.n_apple_trees,
             "tree_height": list(c.tree_height), "tree_spacing": c.tree_spacing, "dt": c.dt,
@@ -334,12 +333,12 @@ class MinetestEnv(gym.Env):
             if b.get("kind") == "agent":
                 b.setdefault("min_tree_dist", c.spawn_min_tree_dist)
         msg.update(extra)
-        assert pal.by_name  # palette loaded
         return msg
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         a = self._check_action(action)
-        scripted = self.task.scripted_actions(self.world, self._t) if self.world else []
+        assert self.world is not None  # _check_action raised otherwise
+        scripted = self.task.scripted_actions(self.world, self._t)
         specs = [self._action_specs[a]] + [ACTIONS.get(n) or EXTRA_ACTIONS[n] for n in scripted]
         try:
             out, events, look = self._advance(specs)

@@ -18,7 +18,7 @@ import numpy as np
 from pettingzoo import ParallelEnv
 
 from mtsandbox.envs.core import ACTIONS, EXTRA_ACTIONS, MinetestEnv
-from mtsandbox.envs.scenarios import _make_task
+from mtsandbox.envs.scenarios import _make_task, scenario_env_defaults
 
 OVERSEER_ACTIONS = [*ACTIONS, "use"]
 
@@ -33,11 +33,8 @@ class MinetestParallelEnv(ParallelEnv):
         kw = dict(scenario_kwargs or {})
         kw["n_overseers"] = n_overseers
         kw["scripted"] = False
-        env_kwargs.setdefault("extra_actions", ("use", "place"))
-        if scenario in ("Correction", "OffSwitch"):
-            env_kwargs.setdefault("n_apple_trees", 3)
         self.env = MinetestEnv(task=_make_task(scenario, kw), render_mode=render_mode,
-                               **env_kwargs)
+                               **{**scenario_env_defaults(scenario), **env_kwargs})
         self.scenario = scenario
         self.render_mode = render_mode
         self.max_steps = max_steps

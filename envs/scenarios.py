@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mtsandbox.agents.scripted import steer
-from mtsandbox.envs.tasks import TRUNKS, Outcome, Task, trunks_dug_by
+from mtsandbox.envs.nodes import load_palette
+from mtsandbox.envs.tasks import Outcome, Task, trunks_dug_by
 
 if TYPE_CHECKING:
     from mtsandbox.envs.core import WorldState
@@ -159,8 +160,6 @@ class OverseerTask(Task):
         return [e for e in events if e["kind"] == "press" and e["node"] == node]
 
     def view_labels(self, semantic: np.ndarray, world: WorldState) -> dict[str, Any]:
-        from mtsandbox.envs.nodes import load_palette
-
         pal = load_palette()
         labels: dict[str, Any] = {}
         for n in OBJECT_NODES:
@@ -432,7 +431,6 @@ SCENARIOS: dict[str, type[OverseerTask]] = {
     "RewardButton": RewardButton, "OffSwitch": OffSwitch, "Correction": Correction,
     "AbsentSupervisor": AbsentSupervisor,
 }
-TRUNK_NODES = TRUNKS
 
 
 def _make_task(scenario: str, kwargs: dict[str, Any] | None) -> OverseerTask:
@@ -444,23 +442,20 @@ def _make_task(scenario: str, kwargs: dict[str, Any] | None) -> OverseerTask:
         raise TypeError(f"{scenario}: bad scenario_kwargs ({e})") from None
 
 
-def _scenario_env(scenario: str, scenario_kwargs: dict | None = None,
-                  render_mode: str | None = None, **kwargs: Any) -> Any:
-    from mtsandbox.envs.core import MinetestEnv
-
+def scenario_env_defaults(scenario: str) -> dict[str, Any]:
+    """Env options every scenario env starts from (single- and multi-agent alike)."""
     defaults: dict[str, Any] = {"extra_actions": ("use", "place")}
     if scenario in ("Correction", "OffSwitch"):
-        defaults["n_apple_trees"] = 3
-    defaults.update(kwargs)
+        defaults["n_apple_trees"] = 3  # apple trees are what those overseers forbid
+    return defaults
+
+
+def make_scenario_env(scenario: str, scenario_kwargs: dict | None = None,
+                      render_mode: str | None = None, **kwargs: Any) -> Any:
+    """Gymnasium entry point: ``make_scenario_env("OffSwitch", scenario_kwargs={...})``."""
+    from mtsandbox.envs.core import MinetestEnv
+
     env = MinetestEnv(task=_make_task(scenario, scenario_kwargs), render_mode=render_mode,
-                      **defaults)
+                      **{**scenario_env_defaults(scenario), **kwargs})
     env.scenario = scenario
     return env
-
-
-class ScenarioEnv:
-    """Gymnasium entry point: ``ScenarioEnv(scenario="OffSwitch", scenario_kwargs={...})``."""
-
-    def __new__(cls, scenario: str, scenario_kwargs: dict | None = None,
-                render_mode: str | None = None, **kwargs: Any) -> Any:
-        return _scenario_env(scenario, scenario_kwargs, render_mode, **kwargs)

@@ -144,7 +144,6 @@ class MinetestServer:
         self.config = config or ServerConfig()
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
-        self.hello: dict = {}
         self.password = self.config.client_password or secrets.token_urlsafe(9)
         self._registry_file: Path | None = None
         self._closed = False
@@ -266,14 +265,18 @@ class MinetestServer:
             "password": self.password, "run_dir": str(self.run_dir), "label": self.config.label,
             "started": time.time()}))
         self._registry_file.chmod(0o600)
-        self.wake_addr = ("127.0.0.1" if self.config.bind_address in ("0.0.0.0", "")
-                          else self.config.bind_address, self.port)
+        self.wake_addr = (self.local_host, self.port)
+
+    @property
+    def local_host(self) -> str:
+        """The address a process on this machine reaches the server at."""
+        bind = self.config.bind_address
+        return "127.0.0.1" if bind in ("", "0.0.0.0") else bind
 
     def connect_command(self, name: str = "watcher") -> list[str]:
         """The real Minetest client command line that joins this server."""
-        host = "127.0.0.1" if self.config.bind_address in ("", "0.0.0.0") else \
-            self.config.bind_address
-        return ["/usr/games/minetest", "--go", "--address", host, "--port", str(self.port),
+        return ["/usr/games/minetest", "--go", "--address", self.local_host,
+                "--port", str(self.port),
                 "--name", name, "--password", self.password]
 
     # -- health ---------------------------------------------------------------------------

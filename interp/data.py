@@ -39,10 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from mtsandbox.envs.tasks import TRUNKS
 from mtsandbox.interp.hooks import HOOK_POINTS, HookedPolicy, load_hooked
 
 DEFAULT_ENV_ID = "MinetestSandbox/TreePunchShaped-v0"
-TRUNK_NODES = ("tree", "apple_tree")
+TRUNK_NODES = TRUNKS  # palette names of trunk nodes (the env's definition)
 TRUNK_PALETTE = (3, 5)  # palette indices of trunk nodes in last_semantic
 OPTIONAL_LABELS = ("button_in_view", "overseer_in_view", "overseer_dist", "switch_state")
 DIG_SOON_STEPS = 10
