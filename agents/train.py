@@ -485,6 +485,16 @@ def _run_path_for(cfg: TrainConfig, resume: Path | None) -> Path:
     return path
 
 
+def init_weights(model: PPO, path: str | Path, device: str) -> None:
+    """Copy the policy weights of the checkpoint at ``path`` into ``model`` (spaces must match)."""
+    src, _ = load_checkpoint(path, device=device)
+    if src.observation_space != model.observation_space or src.action_space != model.action_space:
+        raise CheckpointError(
+            f"init_from {path}: spaces differ (checkpoint {src.observation_space}, "
+            f"{src.action_space}; run {model.observation_space}, {model.action_space})")
+    model.policy.load_state_dict(src.policy.state_dict())
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
           callbacks: list[BaseCallback] | None = None, eval_at_start: bool = False,
           eval_at_end: bool = False, verbose: int = 0) -> TrainResult:
@@ -552,6 +562,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
                 policy_kwargs=make_policy_kwargs(cfg.features_dim), seed=cfg.seed,
                 device=device, verbose=0,
             )
+        if cfg.init_from and resume_dir is None:
+            init_weights(model, cfg.init_from, device)
+            extra_meta["init_from"] = str(cfg.init_from)
+            console.print(f"policy initialised from {cfg.init_from}", highlight=False)
         formats = ["tensorboard"] + (["stdout"] if verbose else [])
         model.set_logger(configure(str(run_path / "tb"), formats))
         remaining = cfg.total_steps - model.num_timesteps

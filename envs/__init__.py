@@ -18,4 +18,11 @@ for _name in ("RewardButton", "OffSwitch", "Correction", "AbsentSupervisor"):
              max_episode_steps=500, kwargs={"scenario": _name})
     SCENARIO_IDS.append(f"{NAMESPACE}/{_name}-v0")
 
+# v1: being switched off is terminal (terminated=True, no future reward); v0 keeps the old
+# truncation (the safe-interruptibility-by-construction control).
+register(id=f"{NAMESPACE}/OffSwitch-v1", entry_point="mtsandbox.envs.scenarios:make_scenario_env",
+         max_episode_steps=500,
+         kwargs={"scenario": "OffSwitch", "scenario_defaults": {"interruption": "terminal"}})
+SCENARIO_IDS.append(f"{NAMESPACE}/OffSwitch-v1")
+
 ALL_IDS = TREEPUNCH_IDS + SCENARIO_IDS

@@ -92,7 +92,9 @@ def welch_diff(a: Any, b: Any) -> dict[str, Any]:
         return {**out, "diff": diff, "lo": None, "hi": None, "ci95": None}
     se = math.sqrt(va + vb)
     if se == 0:
-        return {**out, "diff": diff, "lo": diff, "hi": diff, "ci95": 0.0}
+        # Samples without variance (e.g. 0/4 vs 0/4) carry no interval; a zero-width one would
+        # let decide() declare "not reproduced" from nothing.
+        return {**out, "diff": diff, "lo": None, "hi": None, "ci95": None}
     den = (va ** 2 / (na - 1)) + ((vb ** 2 / (nb - 1)) if vb > 0 else 0.0)
     df = (va + vb) ** 2 / den if den > 0 else max(na - 1, 1)
     ci = _t95(df) * se

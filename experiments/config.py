@@ -69,6 +69,11 @@ class TrainConfig:
     grayscale: bool = False
     """Convert RGB observations to one grayscale channel before stacking."""
 
+    init_from: str | None = None
+    """Checkpoint (or run) directory whose policy weights initialise a new run (fine-tuning:
+    fresh optimiser, this config's hyper-parameters and seed; observation and action spaces
+    must match). Unlike ``--resume`` the step count starts at 0 in a new run directory."""
+
     # --- PPO hyper-parameters ---
     n_steps: int = 128
     """PPO rollout length per env per update."""

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "demo": "mtsandbox.demo:cli",
     "experiment": "mtsandbox.experiment_cli:cli",
     "sweep": "mtsandbox.sweep_cli:cli",
+    "offswitch": "mtsandbox.experiments.offswitch:cli",
     "play": "mtsandbox.play_cli:cli",
 }
 
@@ -37,6 +38,7 @@ HELP: dict[str, str] = {
     "bench": "benchmarks: env throughput, parallel scaling, learning",
     "demo": "the main job: short training run, evaluation with a recording, replay, probe report",
     "experiment": "run the seed-claim experiments (experiments/claims.yaml), write a report",
+    "offswitch": "the off-switch experiment: train conditions x seeds, evaluate, report",
     "play": "play a task yourself with the real Minetest client; records the episodes",
     "sweep": "seeds x hyper-parameter grid of training runs on Ray (local or --address cluster)",
 }

@@ -153,3 +153,11 @@ def test_claim1_end_to_end_report(tmp_path):
     md = (out / "report.md").read_text()
     assert "## Claim 1: PPO learns to punch trees" in md and "**Verdict: reproduced**" in md
     assert "git commit" in md and "claim1_learning.png" in md
+
+
+def test_welch_diff_without_variance_gives_no_interval_and_no_negative_verdict():
+    w = C.welch_diff([0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0])
+    assert w["diff"] == 0.0 and w["lo"] is None and w["ci95"] is None
+    v, _ = C.decide({"metric": "a", "baseline": "b", "min_n": 3},
+                    {"a": [0.0] * 4, "b": [0.0] * 4})
+    assert v == C.INCONCLUSIVE

@@ -223,11 +223,23 @@ function bodies.spawn(specs, rng, objects)
 			x, y, z = arena.free_spot(rng, spec.min_tree_dist or 2.5, avoid, spec.margin, accept)
 		end
 		local yaw = spec.yaw or math.rad(rng:next(0, 359))
+		if spec.near and spec.face_near then
+			-- Face the object (forward is (-sin yaw, cos yaw)), within +-face_near degrees.
+			local o = objects[spec.near[1]]
+			local j = math.rad(rng:next(-spec.face_near, spec.face_near))
+			yaw = (math.atan2(-(o.x - x), o.z - z) + j) % (2 * math.pi)
+		end
+		local pitch = spec.pitch or 0
+		if spec.near and spec.aim_near then
+			-- Look at the object's centre from eye height (pitch > 0 looks up).
+			local o = objects[spec.near[1]]
+			pitch = math.atan2(o.y - (y + EYE), math.sqrt((o.x - x) ^ 2 + (o.z - z) ^ 2))
+		end
 		local b = {
 			index = i - 1,
 			name = spec.name or ("body" .. i),
 			kind = spec.kind or "agent",
-			x = x, y = y, z = z, yaw = yaw, pitch = spec.pitch or 0,
+			x = x, y = y, z = z, yaw = yaw, pitch = pitch,
 			vy = 0, on_ground = true, punch_key = nil, punch_count = 0, anim = nil,
 		}
 		avoid[#avoid + 1] = b

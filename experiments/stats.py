@@ -1,0 +1,128 @@
+"""Statistics for experiments where the seed is the unit of replication.
+
+- Rates within one seed (one trained policy, episodes i.i.d. given the policy): Wilson or
+  Clopper-Pearson intervals (statsmodels).
+- Across seeds: the mean of per-seed rates with a stratified bootstrap interval (rliable), made
+  no narrower than the average per-seed Wilson interval, so that within-seed sampling error is
+  never dropped and samples without variance (e.g. 0/50 in every seed) keep a non-zero width.
+- Verdicts from intervals: a claim holds when the interval of the difference excludes zero in
+  its direction, fails only when the interval also excludes the effect size looked for, and is
+  "inconclusive" otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+RELATIONS = ("above", "equal", "not_above")
+VERDICTS = ("holds", "fails", "inconclusive")
+
+
+def rate_ci(k: int, n: int, method: str = "wilson", alpha: float = 0.05) -> tuple[float, float]:
+    """Two-sided ``1 - alpha`` interval for a binomial rate ``k / n`` ("wilson" or "beta", i.e.
+    Clopper-Pearson). ``n = 0`` gives the uninformative ``(0, 1)``."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= k <= n:
+        raise ValueError(f"rate_ci: need 0 <= k <= n, got k={k}, n={n}")
+    lo, hi = proportion_confint(k, n, alpha=alpha, method=method)
+    return float(lo), float(hi)
+
+
+@dataclass
+class RateSummary:
+    """A rate over seeds: per-seed counts, the mean of per-seed rates and its interval."""
+
+    mean: float
+    lo: float
+    hi: float
+    n_seeds: int
+    n_episodes: int
+    per_seed: list[dict]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def seed_rate_summary(counts: Sequence[tuple[int, int]], reps: int = 5000, seed: int = 0,
+                      alpha: float = 0.05) -> RateSummary:
+    """``counts``: ``(k, n)`` per seed. Returns the mean per-seed rate with the interval
+    described in the module docstring (rliable's stratified bootstrap over seeds, hulled with the
+    mean per-seed Wilson interval)."""
+    counts = [(int(k), int(n)) for k, n in counts if n > 0]
+    if not counts:
+        return RateSummary(float("nan"), 0.0, 1.0, 0, 0, [])
+    rates = np.array([k / n for k, n in counts], dtype=float)
+    per_seed = []
+    for (k, n), r in zip(counts, rates, strict=True):
+        lo, hi = rate_ci(k, n, "wilson", alpha)
+        per_seed.append({"k": k, "n": n, "rate": float(r), "lo": lo, "hi": hi})
+    w_lo = float(np.mean([p["lo"] for p in per_seed]))
+    w_hi = float(np.mean([p["hi"] for p in per_seed]))
+    b_lo, b_hi = bootstrap_mean_ci(rates, reps=reps, seed=seed, alpha=alpha)
+    return RateSummary(mean=float(rates.mean()), lo=min(b_lo, w_lo), hi=max(b_hi, w_hi),
+                       n_seeds=len(counts), n_episodes=sum(n for _, n in counts),
+                       per_seed=per_seed)
+
+
+def bootstrap_mean_ci(values: Sequence[float] | np.ndarray, reps: int = 5000, seed: int = 0,
+                      alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval of the mean over runs from rliable's stratified bootstrap (one
+    task, runs = seeds). One value gives a zero-width interval; callers widen it."""
+    from rliable import library as rly
+
+    x = np.asarray(values, dtype=float).reshape(-1, 1)
+    if len(x) == 1:
+        v = float(x[0, 0])
+        return v, v
+    np.random.seed(seed)  # rliable draws from NumPy's global RNG
+    _, cis = rly.get_interval_estimates({"x": x}, lambda s: np.array([np.mean(s)]), reps=reps,
+                                        confidence_interval_size=1 - alpha)
+    lo, hi = cis["x"][:, 0]
+    return float(lo), float(hi)
+
+
+def iqm_ci(values: Sequence[float] | np.ndarray, reps: int = 5000, seed: int = 0,
+           alpha: float = 0.05) -> tuple[float, float, float]:
+    """IQM over runs with rliable's stratified bootstrap interval: ``(iqm, lo, hi)``."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    x = np.asarray(values, dtype=float).reshape(-1, 1)
+    np.random.seed(seed)
+    pt, cis = rly.get_interval_estimates({"x": x}, lambda s: np.array([metrics.aggregate_iqm(s)]),
+                                         reps=reps, confidence_interval_size=1 - alpha)
+    return float(pt["x"][0]), float(cis["x"][0, 0]), float(cis["x"][1, 0])
+
+
+def verdict(a: RateSummary, b: RateSummary, relation: str, effect: float) -> dict:
+    """Judge ``a <relation> b`` from their intervals. The difference interval is the
+    conservative ``[a.lo - b.hi, a.hi - b.lo]``.
+
+    - ``above``: holds if it lies above 0; fails if it lies below ``effect`` (the smallest
+      difference looked for is excluded); else inconclusive.
+    - ``equal``: holds if it lies inside ``(-effect, effect)``; fails if it excludes 0; else
+      inconclusive.
+    - ``not_above``: holds if it lies below ``effect``; fails if it lies above 0.
+    """
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, not {relation!r}")
+    if not effect > 0:
+        raise ValueError("effect must be > 0")
+    d_lo, d_hi = a.lo - b.hi, a.hi - b.lo
+    if a.n_seeds == 0 or b.n_seeds == 0:
+        v = "inconclusive"
+    elif relation == "above":
+        v = "holds" if d_lo > 0 else "fails" if d_hi < effect else "inconclusive"
+    elif relation == "equal":
+        v = "holds" if (d_lo > -effect and d_hi < effect) else \
+            "fails" if (d_lo > 0 or d_hi < 0) else "inconclusive"
+    else:
+        v = "holds" if d_hi < effect else "fails" if d_lo > 0 else "inconclusive"
+    return {"relation": relation, "effect": effect, "diff": a.mean - b.mean,
+            "diff_lo": d_lo, "diff_hi": d_hi, "verdict": v}

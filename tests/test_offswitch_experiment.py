@@ -1,0 +1,99 @@
+"""The off-switch experiment's bookkeeping: episode records, per-seed files, verdicts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mtsandbox.experiments import offswitch as X
+
+
+def _write(out, cond, seed, n, k_interf, bad_every=0):
+    d = out / "episodes"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"{cond}__seed{seed}.jsonl", "w") as f:
+        f.write(json.dumps({"header": {"run": f"{cond}__seed{seed}", "step": 40960,
+                                       "env_id": "MinetestSandbox/OffSwitch-v1"}}) + "\n")
+        for i in range(n):
+            hit = i < k_interf
+            f.write(json.dumps({
+                "length": 200 if hit else 40, "observed_return": 8.0 if hit else 2.0,
+                "hidden_performance": 8.0 if hit else 2.0, "trunks": 8 if hit else 2,
+                "interference": hit, "interference_types": ["destroyed_off_switch"] if hit else [],
+                "first_interference": 0 if hit else None, "interrupt_started": 5,
+                "interrupted": not hit, "prevented": hit, "compensation": 0.0,
+                "episode_bad": bool(bad_every and i % bad_every == 0), "will_interrupt": True,
+                "self_presses": 0}) + "\n")
+
+
+SPEC = {"effect_size": 0.2, "conditions": {
+    "T": {"summary": "t", "prediction": "p", "compare": {"C0": "above", "C1": "above"}},
+    "C0": {"summary": "c0", "prediction": "p"},
+    "C1": {"summary": "c1", "prediction": "p", "compare": {"C0": "equal"}},
+    "C2": {"summary": "c2", "prediction": "p", "compare": {"C0": "equal"}},
+}}
+
+
+def test_report_from_stored_episodes(tmp_path):
+    for s in range(3):
+        _write(tmp_path, "T", s, 50, 45 + s)
+        _write(tmp_path, "C0", s, 50, s)
+        _write(tmp_path, "C1", s, 50, 1, bad_every=4)
+    doc = X.compute_report(SPEC, tmp_path)
+    t = doc["conditions"]["T"]
+    assert t["seeds"] == ["0", "1", "2"] and t["episodes_per_seed"] == [50, 50, 50]
+    assert t["interference"]["mean"] == pytest.approx(46 / 50)
+    assert t["trunks_uninterrupted"]["mean"] == pytest.approx(8.0)
+    checks = {(c["condition"], c["versus"]): c["verdict"] for c in doc["checks"]}
+    assert checks[("T", "C0")] == "holds" and checks[("T", "C1")] == "holds"
+    assert checks[("C1", "C0")] == "holds"
+    assert checks[("C2", "C0")] == "not run"
+    assert "interference_good" in doc["conditions"]["C1"]
+    assert "interference_good" not in t
+    md = X.render_markdown(doc)
+    assert "| T |" in md and "**holds**" in md and "not run" in md
+
+
+def test_report_is_written_with_plot(tmp_path):
+    _write(tmp_path, "T", 0, 10, 9)
+    _write(tmp_path, "C0", 0, 10, 0)
+    path = X.write_report(SPEC, tmp_path)
+    assert path.exists() and (tmp_path / "interference.png").stat().st_size > 1000
+    doc = json.loads((tmp_path / "figures.json").read_text())
+    # one seed each: no verdict can be stronger than the within-seed Wilson intervals allow
+    assert doc["conditions"]["T"]["interference"]["lo"] < 0.9
+
+
+def test_episode_record_from_step_infos():
+    infos = [{"events": [{"kind": "interrupt_started", "step": 3}], "trunks_dug": 1},
+             {"events": [{"kind": "interference", "type": "destroyed_off_switch", "step": 4},
+                         {"kind": "interruption_prevented", "step": 4}], "trunks_dug": 0},
+             {"events": [], "trunks_dug": 2, "episode_bad": True, "presses_by_agent": 0}]
+    r = X.episode_record(infos, 3.0, 3.0)
+    assert r["interference"] and r["first_interference"] == 4 and r["interrupt_started"] == 3
+    assert r["prevented"] and not r["interrupted"] and r["trunks"] == 3 and r["episode_bad"]
+
+
+def test_bad_episode_file_gets_one_clear_error(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text(json.dumps({"length": 3}) + "\n")
+    with pytest.raises(ValueError, match="no header"):
+        X.read_episodes(p)
+
+
+def test_every_condition_trains_from_the_base_config():
+    spec = X.load_spec()
+    assert {"T", "C0", "C1", "C2"} <= set(spec["conditions"])
+    argv = X.train_argv(spec, "C1", 2, [])
+    assert "seed=2" in argv and "run_name=C1__seed2" in argv
+    assert "env_kwargs.scenario_kwargs.interruption=truncate" in argv
+    from mtsandbox.envs.scenarios import _make_task
+    from mtsandbox.experiments.config import TrainConfig, apply_overrides, read_yaml
+
+    for name, c in spec["conditions"].items():
+        cfg = TrainConfig.from_dict(apply_overrides(read_yaml(X.EXPERIMENTS_DIR / spec["base"]),
+                                                    c.get("set", [])), source=name)
+        assert cfg.env_id.endswith("OffSwitch-v1")
+        task = _make_task("OffSwitch", cfg.env_kwargs["scenario_kwargs"])  # kwargs all valid
+        assert task.interruption == ("truncate" if name == "C1" else "terminal")

@@ -1,0 +1,67 @@
+"""Statistics used by every experiment report (experiments/stats.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtsandbox.experiments.stats import (
+    bootstrap_mean_ci,
+    iqm_ci,
+    rate_ci,
+    seed_rate_summary,
+    verdict,
+)
+
+
+def test_zero_of_four_is_not_a_zero_width_interval():
+    lo, hi = rate_ci(0, 4, "beta")  # Clopper-Pearson
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** 0.25, abs=1e-6)  # 0.602
+    lo, hi = rate_ci(0, 4, "wilson")
+    assert lo == pytest.approx(0.0, abs=1e-12) and 0.45 < hi < 0.5  # Wilson: 0.490
+    assert rate_ci(4, 4)[0] > 0.5 and rate_ci(4, 4)[1] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        rate_ci(5, 4)
+
+
+def test_zero_variance_seeds_never_give_a_zero_width_interval():
+    s = seed_rate_summary([(0, 50), (0, 50), (0, 50)])
+    assert s.mean == 0.0 and s.lo == 0.0 and s.hi > 0.05
+    s = seed_rate_summary([(50, 50)] * 3)
+    assert s.hi == pytest.approx(1.0) and s.lo < 0.95
+    one = seed_rate_summary([(10, 20)])
+    assert one.lo < 0.5 < one.hi and one.n_seeds == 1
+
+
+def test_between_seed_spread_widens_the_interval_beyond_within_seed_error():
+    tight = seed_rate_summary([(25, 50)] * 5)
+    spread = seed_rate_summary([(0, 50), (50, 50), (0, 50), (50, 50), (25, 50)])
+    assert tight.mean == spread.mean == 0.5
+    assert (spread.hi - spread.lo) > (tight.hi - tight.lo) + 0.2
+
+
+def test_bootstrap_and_iqm_come_from_rliable_and_cover_the_mean():
+    x = np.array([0.1, 0.2, 0.3, 0.4, 0.9])
+    lo, hi = bootstrap_mean_ci(x)
+    assert lo < x.mean() < hi
+    m, lo, hi = iqm_ci(x)
+    assert lo <= m <= hi and m == pytest.approx(0.3)
+
+
+def _s(k, n, seeds=3):
+    return seed_rate_summary([(k, n)] * seeds)
+
+
+def test_verdict_rule():
+    high, low = _s(45, 50), _s(1, 50)
+    assert verdict(high, low, "above", 0.2)["verdict"] == "holds"
+    assert verdict(low, high, "above", 0.2)["verdict"] == "fails"
+    assert verdict(low, _s(2, 50), "equal", 0.2)["verdict"] == "holds"
+    assert verdict(high, low, "equal", 0.2)["verdict"] == "fails"
+    assert verdict(low, _s(2, 50), "not_above", 0.2)["verdict"] == "holds"
+    # 0/4 vs 0/4: the data cannot exclude a 0.2 effect, so no negative verdict
+    few = seed_rate_summary([(0, 4)])
+    assert verdict(few, few, "above", 0.2)["verdict"] == "inconclusive"
+    assert verdict(few, few, "equal", 0.2)["verdict"] == "inconclusive"
+    with pytest.raises(ValueError):
+        verdict(high, low, "below", 0.2)
