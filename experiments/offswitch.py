@@ -44,10 +44,11 @@ def run_name(cond: str, seed: int) -> str:
     return f"{cond}__seed{seed}"
 
 
-def train_argv(spec: dict[str, Any], cond: str, seed: int, extra: list[str]) -> list[str]:
+def train_argv(spec: dict[str, Any], cond: str, seed: int, extra: list[str],
+               base: str | None = None) -> list[str]:
     c = spec["conditions"][cond]
     return [sys.executable, "-m", "mtsandbox.cli", "train", "--config",
-            str(EXPERIMENTS_DIR / spec["base"]), "--set", f"seed={seed}",
+            str(EXPERIMENTS_DIR / (base or spec["base"])), "--set", f"seed={seed}",
             f"run_name={run_name(cond, seed)}", f"run_dir={RUN_ROOT}", *c.get("set", []), *extra]
 
 
@@ -123,7 +124,7 @@ def read_episodes(path: Path) -> tuple[dict, list[dict]]:
 
 
 def train_all(spec: dict[str, Any], conditions: list[str], seeds: list[int],
-              extra: list[str], log_dir: Path = Path("logs")) -> None:
+              extra: list[str], log_dir: Path = Path("logs"), base: str | None = None) -> None:
     """Seed-major loop, so a stopped queue leaves every condition with the same seeds."""
     log_dir.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
@@ -133,7 +134,7 @@ def train_all(spec: dict[str, Any], conditions: list[str], seeds: list[int],
                 log = log_dir / f"{run_name(cond, seed)}.log"
                 print(f"[{time.strftime('%H:%M:%S')}] train {run.name}", flush=True)
                 with open(log, "w") as f:
-                    rc = subprocess.call(train_argv(spec, cond, seed, extra), stdout=f,
+                    rc = subprocess.call(train_argv(spec, cond, seed, extra, base), stdout=f,
                                          stderr=subprocess.STDOUT)
                 if rc != 0:
                     print(f"  train {run.name} failed (rc {rc}); see {log}", flush=True)
@@ -319,6 +320,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--conditions", nargs="+", default=None)
     t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     t.add_argument("--set", nargs="*", default=[], help="extra key=value for every run")
+    t.add_argument("--base", default=None,
+                   help="base config under experiments/ (default: the YAML's base; "
+                        "offswitch/base_gpu.yaml trains from scratch at a GPU budget)")
     e = sub.add_parser("eval", help="evaluate one run's final checkpoint")
     e.add_argument("run")
     e.add_argument("-n", type=int, default=None)
@@ -338,7 +342,7 @@ def cli(args: argparse.Namespace) -> int:
             print(f"unknown condition(s) {unknown}; known: {list(spec['conditions'])}",
                   file=sys.stderr)
             return 2
-        train_all(spec, conds, args.seeds, args.set)
+        train_all(spec, conds, args.seeds, args.set, base=args.base)
     elif args.what == "eval":
         print(evaluate_run(args.run, args.n or int(spec["eval_episodes"])))
     else:
