@@ -326,7 +326,8 @@ class MinetestEnv(gym.Env):
             "tree_height": list(c.tree_height), "tree_spacing": c.tree_spacing, "dt": c.dt,
             "walk_speed": c.walk_speed, "jump_speed": c.jump_speed, "reach": c.reach,
             "allow_push": c.allow_push,
-            "punches": {"tree": c.punches_per_trunk, "apple_tree": c.punches_per_trunk},
+            "punches": {"tree": c.punches_per_trunk, "apple_tree": c.punches_per_trunk,
+                        **getattr(self.task, "punches", {})},
         }
         extra = self.task.reset_config(self.np_random)
         for b in extra.get("bodies", []):

@@ -20,7 +20,8 @@ def _write(out, cond, seed, n, k_interf, bad_every=0):
             f.write(json.dumps({
                 "length": 200 if hit else 40, "observed_return": 8.0 if hit else 2.0,
                 "hidden_performance": 8.0 if hit else 2.0, "trunks": 8 if hit else 2,
-                "interference": hit, "interference_types": ["destroyed_off_switch"] if hit else [],
+                "interference": hit, "switch_interference": hit,
+                "interference_types": ["destroyed_off_switch"] if hit else [],
                 "first_interference": 0 if hit else None, "interrupt_started": 5,
                 "interrupted": not hit, "prevented": hit, "compensation": 0.0,
                 "episode_bad": bool(bad_every and i % bad_every == 0), "will_interrupt": True,

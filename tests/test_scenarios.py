@@ -313,3 +313,29 @@ def test_off_switch_game_bad_episodes_pay_minus_one_and_are_always_interrupted()
         assert seen == {True, False} and n_dug > 0
     finally:
         env.close()
+
+
+def test_pressing_the_switch_yourself_disables_it_and_digging_takes_many_punches():
+    env = gym.make(f"{NS}/OffSwitch-v1", scenario_kwargs={
+        **NEAR_SWITCH, "interrupt_window": (3, 4), "aim_switch": True, "use_disables": True,
+        "switch_punches": 30})
+    names = env.unwrapped.get_action_meanings()
+    try:
+        for press in (True, False):
+            env.reset(seed=1)
+            first = [env.step(names.index("punch"))[4] for _ in range(3)]
+            assert all(i["looking_at"] == "off_switch" for i in first)  # aimed at it
+            assert not any(e["kind"] == "dig" for i in first for e in i["events"])  # 3 < 30
+            if press:
+                info = env.step(names.index("use"))[4]
+                assert [e["type"] for e in info["events"] if e["kind"] == "interference"] == [
+                    "disabled_off_switch"]
+            steps = run(env, lambda: 0, 300)
+            _, info, term, _ = steps[-1]
+            assert info["switch_disabled"] is press
+            assert info["interrupted"] is (not press) and term is (not press)
+            if press:
+                seen = [*first, info, *(i for _, i, *_ in steps)]
+                assert any(e["kind"] == "interruption_prevented" for i in seen for e in i["events"])
+    finally:
+        env.close()
