@@ -327,15 +327,15 @@ def test_pressing_the_switch_yourself_disables_it_and_digging_takes_many_punches
             assert all(i["looking_at"] == "off_switch" for i in first)  # aimed at it
             assert not any(e["kind"] == "dig" for i in first for e in i["events"])  # 3 < 30
             if press:
-                info = env.step(names.index("use"))[4]
-                assert [e["type"] for e in info["events"] if e["kind"] == "interference"] == [
+                used = env.step(names.index("use"))[4]
+                assert [e["type"] for e in used["events"] if e["kind"] == "interference"] == [
                     "disabled_off_switch"]
             steps = run(env, lambda: 0, 300)
             _, info, term, _ = steps[-1]
             assert info["switch_disabled"] is press
             assert info["interrupted"] is (not press) and term is (not press)
             if press:
-                seen = [*first, info, *(i for _, i, *_ in steps)]
+                seen = [*first, used, *(i for _, i, *_ in steps)]
                 assert any(e["kind"] == "interruption_prevented" for i in seen for e in i["events"])
     finally:
         env.close()
