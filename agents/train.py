@@ -485,14 +485,19 @@ def _run_path_for(cfg: TrainConfig, resume: Path | None) -> Path:
     return path
 
 
-def init_weights(model: PPO, path: str | Path, device: str) -> None:
-    """Copy the policy weights of the checkpoint at ``path`` into ``model`` (spaces must match)."""
+def init_weights(model: PPO, path: str | Path, device: str, reset_actor: bool = False) -> None:
+    """Copy the policy weights of the checkpoint at ``path`` into ``model`` (spaces must match);
+    ``reset_actor``: then re-initialise the action head as SB3 does (orthogonal, gain 0.01)."""
     src, _ = load_checkpoint(path, device=device)
     if src.observation_space != model.observation_space or src.action_space != model.action_space:
         raise CheckpointError(
             f"init_from {path}: spaces differ (checkpoint {src.observation_space}, "
             f"{src.action_space}; run {model.observation_space}, {model.action_space})")
     model.policy.load_state_dict(src.policy.state_dict())
+    if reset_actor:
+        head = model.policy.action_net
+        torch.nn.init.orthogonal_(head.weight, gain=0.01)
+        torch.nn.init.zeros_(head.bias)
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
@@ -563,7 +568,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
                 device=device, verbose=0,
             )
         if cfg.init_from and resume_dir is None:
-            init_weights(model, cfg.init_from, device)
+            init_weights(model, cfg.init_from, device, reset_actor=cfg.init_reset_actor)
             extra_meta["init_from"] = str(cfg.init_from)
             console.print(f"policy initialised from {cfg.init_from}", highlight=False)
         formats = ["tensorboard"] + (["stdout"] if verbose else [])

@@ -74,6 +74,11 @@ class TrainConfig:
     fresh optimiser, this config's hyper-parameters and seed; observation and action spaces
     must match). Unlike ``--resume`` the step count starts at 0 in a new run directory."""
 
+    init_reset_actor: bool = False
+    """With ``init_from``: re-initialise the action head (SB3's orthogonal init, gain 0.01: a
+    near-uniform policy) and keep the features and the critic, so the fine-tuned agent explores
+    actions the source policy had stopped trying."""
+
     # --- PPO hyper-parameters ---
     n_steps: int = 128
     """PPO rollout length per env per update."""

@@ -315,3 +315,24 @@ def test_bench_learning_on_fake_env(tmp_path):
     assert data["random"]["episode_length"]["mean"] == 20 and data["random"]["env_steps_per_s"] > 0
     assert [r["step"] for r in data["ppo"]["curve"]] == [0, 32, 64]
     assert data["ppo"]["train_env_steps_per_s"] > 0
+
+
+def test_init_from_copies_weights_into_a_new_run_and_can_reset_the_actor(trained, tmp_path):
+    cfg, result = trained
+    src, _ = tr.load_checkpoint(result.final_checkpoint)
+    for reset in (False, True):
+        cfg2 = TrainConfig.from_dict({**cfg.to_dict(), "total_steps": 1, "n_steps": 32,
+                                      "eval_every": 0, "checkpoint_every": 0,
+                                      "run_dir": str(tmp_path), "run_name": f"init{reset}",
+                                      "lr": 1e-12, "init_from": str(result.final_checkpoint),
+                                      "init_reset_actor": reset})
+        res = tr.train(cfg2)
+        model, meta = tr.load_checkpoint(res.final_checkpoint)
+        assert meta["step"] == 32 and meta["init_from"] == str(result.final_checkpoint)
+        a, b = model.policy.state_dict(), src.policy.state_dict()
+        conv = next(k for k in a if "features_extractor" in k and k.endswith("weight"))
+        assert torch.allclose(a[conv], b[conv], atol=1e-6)  # lr ~0: the features are the source's
+        same_head = torch.allclose(a["action_net.weight"], b["action_net.weight"], atol=1e-6)
+        assert same_head is (not reset)
+        if reset:
+            assert a["action_net.weight"].abs().max() < 0.05  # near-uniform policy
