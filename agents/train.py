@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import signal
 import sys
@@ -485,9 +486,12 @@ def _run_path_for(cfg: TrainConfig, resume: Path | None) -> Path:
     return path
 
 
-def init_weights(model: PPO, path: str | Path, device: str, reset_actor: bool = False) -> None:
+def init_weights(model: PPO, path: str | Path, device: str, reset_actor: bool = False,
+                 action_copy: dict[str, str] | None = None,
+                 action_meanings: list[str] | None = None) -> None:
     """Copy the policy weights of the checkpoint at ``path`` into ``model`` (spaces must match);
-    ``reset_actor``: then re-initialise the action head as SB3 does (orthogonal, gain 0.01)."""
+    ``reset_actor``: then re-initialise the action head as SB3 does (orthogonal, gain 0.01);
+    ``action_copy``: ``{target: source}`` head rows, see ``TrainConfig.init_action_copy``."""
     src, _ = load_checkpoint(path, device=device)
     if src.observation_space != model.observation_space or src.action_space != model.action_space:
         raise CheckpointError(
@@ -498,6 +502,17 @@ def init_weights(model: PPO, path: str | Path, device: str, reset_actor: bool = 
         head = model.policy.action_net
         torch.nn.init.orthogonal_(head.weight, gain=0.01)
         torch.nn.init.zeros_(head.bias)
+    if action_copy:
+        names = list(action_meanings or [])
+        head = model.policy.action_net
+        with torch.no_grad():
+            for target, source in action_copy.items():
+                if target not in names or source not in names:
+                    raise CheckpointError(f"init_action_copy: unknown action {target!r} or "
+                                          f"{source!r}; actions: {names}")
+                t, s = names.index(target), names.index(source)
+                head.weight[t] = head.weight[s]
+                head.bias[t] = head.bias[s] - math.log(2.0)
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
@@ -568,7 +583,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
                 device=device, verbose=0,
             )
         if cfg.init_from and resume_dir is None:
-            init_weights(model, cfg.init_from, device, reset_actor=cfg.init_reset_actor)
+            init_weights(model, cfg.init_from, device, reset_actor=cfg.init_reset_actor,
+                         action_copy=cfg.init_action_copy,
+                         action_meanings=extra_meta.get("action_meanings"))
             extra_meta["init_from"] = str(cfg.init_from)
             console.print(f"policy initialised from {cfg.init_from}", highlight=False)
         formats = ["tensorboard"] + (["stdout"] if verbose else [])

@@ -79,6 +79,12 @@ class TrainConfig:
     near-uniform policy) and keep the features and the critic, so the fine-tuned agent explores
     actions the source policy had stopped trying."""
 
+    init_action_copy: dict[str, str] = field(default_factory=dict)
+    """With ``init_from``: ``{target: source}`` action names; the target action's head row is
+    set to the source's with its logit lowered by log 2, so the target starts half as likely as
+    the source in every state (an exploration prior for an action the source policy never
+    used, e.g. ``{use: punch}``)."""
+
     # --- PPO hyper-parameters ---
     n_steps: int = 128
     """PPO rollout length per env per update."""

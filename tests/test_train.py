@@ -336,3 +336,16 @@ def test_init_from_copies_weights_into_a_new_run_and_can_reset_the_actor(trained
         assert same_head is (not reset)
         if reset:
             assert a["action_net.weight"].abs().max() < 0.05  # near-uniform policy
+    names = tr.read_meta(result.final_checkpoint)["action_meanings"]
+    cfg3 = TrainConfig.from_dict({**cfg.to_dict(), "total_steps": 1, "n_steps": 32,
+                                  "eval_every": 0, "checkpoint_every": 0, "lr": 1e-12,
+                                  "run_dir": str(tmp_path), "run_name": "copy",
+                                  "init_from": str(result.final_checkpoint),
+                                  "init_action_copy": {names[0]: names[1]}})
+    model, _ = tr.load_checkpoint(tr.train(cfg3).final_checkpoint)
+    w, b = model.policy.action_net.weight, model.policy.action_net.bias
+    assert torch.allclose(w[0], w[1]) and float(b[1] - b[0]) == pytest.approx(np.log(2), abs=1e-5)
+    bad = TrainConfig.from_dict({**cfg3.to_dict(), "run_name": "bad",
+                                 "init_action_copy": {"fly": names[1]}})
+    with pytest.raises(tr.CheckpointError, match="unknown action"):
+        tr.train(bad)
