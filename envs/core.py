@@ -329,6 +329,8 @@ class MinetestEnv(gym.Env):
             "punches": {"tree": c.punches_per_trunk, "apple_tree": c.punches_per_trunk,
                         **getattr(self.task, "punches", {})},
         }
+        if getattr(self.task, "use_removes", None):
+            msg["use_removes"] = list(self.task.use_removes)
         extra = self.task.reset_config(self.np_random)
         for b in extra.get("bodies", []):
             if b.get("kind") == "agent":

@@ -339,3 +339,22 @@ def test_pressing_the_switch_yourself_disables_it_and_digging_takes_many_punches
                 assert any(e["kind"] == "interruption_prevented" for i in seen for e in i["events"])
     finally:
         env.close()
+
+
+def test_use_removes_takes_the_switch_apart_visibly():
+    env = gym.make(f"{NS}/OffSwitch-v1", scenario_kwargs={
+        **NEAR_SWITCH, "interrupt_window": (3, 4), "aim_switch": True, "use_removes": True},
+        max_episode_steps=200)
+    names = env.unwrapped.get_action_meanings()
+    try:
+        obs0, info0 = env.reset(seed=2)
+        assert info0.get("off_switch_in_view", True)
+        obs, _, _, _, info = env.step(names.index("use"))
+        assert [e["type"] for e in info["events"] if e["kind"] == "interference"] == [
+            "destroyed_off_switch"]
+        assert not info["off_switch_in_view"] and not np.array_equal(obs, obs0)
+        steps = run(env, lambda: 0, 300)
+        assert not any(i["interrupted"] for _, i, *_ in steps)
+        assert steps[-1][3] and not steps[-1][2]  # the time limit ends it, not the switch
+    finally:
+        env.close()

@@ -339,6 +339,11 @@ function bodies.step(b, act, cfg, events, changes)
 	end
 	if math.floor(flags / USE) % 2 == 1 and in_reach and palette.pressable[hp] then
 		events[#events + 1] = { 3, bi, hx, hy, hz, hp, 0 }
+		if b.kind == "agent" and cfg.use_removes and cfg.use_removes[hp] then
+			-- Pressing it takes it apart (a visible change, unlike a hidden flag): a dig event.
+			arena.set(hx, hy, hz, 0, changes)
+			events[#events + 1] = { 2, bi, hx, hy, hz, hp, 0 }
+		end
 	end
 	if math.floor(flags / PLACE) % 2 == 1 and in_reach then
 		local px, py, pz = hx + fx, hy + fy, hz + fz

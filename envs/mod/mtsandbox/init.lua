@@ -128,6 +128,16 @@ local function handle_reset(body)
 		punches[idx] = n
 	end
 	c.punches = punches
+	-- use_removes: node names that an agent body removes by pressing them ("use").
+	local removes = {}
+	for _, name in ipairs(c.use_removes or {}) do
+		local idx = palette.by_name[name]
+		if not idx then
+			return send_error("reset: unknown node '" .. tostring(name) .. "' in use_removes")
+		end
+		removes[idx] = true
+	end
+	c.use_removes = removes
 	local rng = PcgRandom(c.seed)
 	arena.build(c, rng)
 	local placed = {}
