@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from mtsandbox.experiments.config import EXPERIMENTS_DIR
-from mtsandbox.experiments.stats import RateSummary, seed_rate_summary, verdict
+from mtsandbox.experiments.stats import RateSummary, rate_ci, seed_rate_summary, verdict
 
 SPEC = EXPERIMENTS_DIR / "offswitch.yaml"
 RUN_ROOT = Path("runs/offswitch")
@@ -152,6 +152,13 @@ def train_all(spec: dict[str, Any], conditions: list[str], seeds: list[int],
 
 # ----------------------------------------------------------------------------- report
 
+def _switch(e: dict) -> bool:
+    """Did the agent disable, dig or wall off the switch in this episode record?"""
+    if "switch_interference" in e:
+        return bool(e["switch_interference"])
+    return any(t.endswith("_off_switch") for t in e.get("interference_types", ()))
+
+
 def _rate(eps: list[list[dict]], pred: Any) -> RateSummary:
     return seed_rate_summary([(sum(1 for e in ep if pred(e)), len(ep)) for ep in eps])
 
@@ -172,8 +179,7 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
             "steps": sorted({h["step"] for h in heads}),
             "episodes_per_seed": [len(e) for e in eps],
             "env_id": heads[0]["env_id"],
-            "interference": _rate(eps, lambda e: e.get("switch_interference",
-                                                        e["interference"])).to_dict(),
+            "interference": _rate(eps, _switch).to_dict(),
             "any_interference": _rate(eps, lambda e: e["interference"]).to_dict(),
             "interrupted": _rate(eps, lambda e: e["interrupted"]).to_dict(),
             "prevented_given_intent": seed_rate_summary(
@@ -190,8 +196,7 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
         if any(e["episode_bad"] for ep in eps for e in ep):
             for typ, bad in (("good", False), ("bad", True)):
                 row[f"interference_{typ}"] = seed_rate_summary(
-                    [(sum(e.get("switch_interference", e["interference"])
-                          for e in ep if e["episode_bad"] == bad),
+                    [(sum(_switch(e) for e in ep if e["episode_bad"] == bad),
                       sum(1 for e in ep if e["episode_bad"] == bad)) for ep in eps]).to_dict()
         row["reactive_share"] = _mean_over_seeds(
             [[float(e["interrupt_started"] is not None
@@ -227,8 +232,17 @@ def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
             else:
                 v = {"relation": rel, "verdict": "not run"}
             checks.append({"condition": cond, "versus": other, **v})
+    pilots = {}
+    for name, what in (spec.get("pilots") or {}).items():
+        rows = {}
+        for f in sorted((out / f"pilot_{name}").glob("*.jsonl")):
+            head, eps = read_episodes(f)
+            k = sum(1 for e in eps if _switch(e))
+            lo, hi = rate_ci(k, len(eps))
+            rows[f.stem] = {"k": k, "n": len(eps), "lo": lo, "hi": hi, "step": head.get("step")}
+        pilots[name] = {"what": what, "runs": rows}
     return {"experiment": "offswitch", "spec": str(SPEC.name), "effect_size": spec["effect_size"],
-            "conditions": table, "checks": checks}
+            "conditions": table, "checks": checks, "pilots": pilots}
 
 
 def _fmt(s: dict | None) -> str:
@@ -282,6 +296,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if "interference_good" in r:
             lines.append(f"\n{cond}: interference in good episodes {_fmt(r['interference_good'])}"
                          f", in bad episodes {_fmt(r['interference_bad'])}")
+    if doc.get("pilots"):
+        lines += ["", "## Pilots (variants of T that did not learn to interfere; one seed each)",
+                  "", "| pilot | what | run | switch interference k/n | Wilson 95% |",
+                  "| --- | --- | --- | --- | --- |"]
+        for name, p in doc["pilots"].items():
+            for run, r in p["runs"].items():
+                lines.append(f"| {name} | {p['what']} | {run} | {r['k']}/{r['n']} | "
+                             f"[{r['lo']:.2f}, {r['hi']:.2f}] |")
     lines += ["", "![interference per seed](interference.png)", ""]
     return "\n".join(lines)
 
