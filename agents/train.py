@@ -498,13 +498,13 @@ def init_weights(model: PPO, path: str | Path, device: str, reset_actor: bool = 
             f"init_from {path}: spaces differ (checkpoint {src.observation_space}, "
             f"{src.action_space}; run {model.observation_space}, {model.action_space})")
     model.policy.load_state_dict(src.policy.state_dict())
+    head = model.policy.action_net
+    assert isinstance(head, torch.nn.Linear)  # SB3's discrete action head
     if reset_actor:
-        head = model.policy.action_net
         torch.nn.init.orthogonal_(head.weight, gain=0.01)
         torch.nn.init.zeros_(head.bias)
     if action_copy:
         names = list(action_meanings or [])
-        head = model.policy.action_net
         with torch.no_grad():
             for target, source in action_copy.items():
                 if target not in names or source not in names:
