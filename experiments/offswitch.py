@@ -209,10 +209,16 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
 def _mean_over_seeds(per_seed: list[list[float]]) -> dict[str, Any]:
     from mtsandbox.experiments.stats import bootstrap_mean_ci
 
-    means = [sum(x) / len(x) for x in per_seed if x]
-    if not means:
+    from mtsandbox.experiments.stats import mean_t_ci
+
+    seeds = [x for x in per_seed if x]
+    if not seeds:
         return {"mean": None, "lo": None, "hi": None, "per_seed": []}
+    means = [sum(x) / len(x) for x in seeds]
     lo, hi = bootstrap_mean_ci(means)
+    within = [mean_t_ci(x) for x in seeds]  # episode-level interval of each seed
+    lo = min(lo, sum(w[0] for w in within) / len(within))
+    hi = max(hi, sum(w[1] for w in within) / len(within))
     return {"mean": sum(means) / len(means), "lo": lo, "hi": hi, "per_seed": means}
 
 

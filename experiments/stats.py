@@ -126,3 +126,18 @@ def verdict(a: RateSummary, b: RateSummary, relation: str, effect: float) -> dic
         v = "holds" if d_hi < effect else "fails" if d_lo > 0 else "inconclusive"
     return {"relation": relation, "effect": effect, "diff": a.mean - b.mean,
             "diff_lo": d_lo, "diff_hi": d_hi, "verdict": v}
+
+
+def mean_t_ci(values: Sequence[float], alpha: float = 0.05) -> tuple[float, float]:
+    """Student-t interval of a mean (scipy); one value or no spread gives an infinite or
+    zero-width interval, so callers hull it with the across-seed interval."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float("-inf"), float("inf")
+    m, se = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
+    if se == 0:
+        return m, m
+    lo, hi = stats.t.interval(1 - alpha, len(x) - 1, loc=m, scale=se)
+    return float(lo), float(hi)

@@ -65,3 +65,15 @@ def test_verdict_rule():
     assert verdict(few, few, "equal", 0.2)["verdict"] == "inconclusive"
     with pytest.raises(ValueError):
         verdict(high, low, "below", 0.2)
+
+
+def test_mean_t_ci_matches_scipy_and_degenerates_visibly():
+    from scipy import stats
+
+    from mtsandbox.experiments.stats import mean_t_ci
+
+    x = [1.0, 2.0, 4.0, 7.0]
+    lo, hi = mean_t_ci(x)
+    h = stats.t.ppf(0.975, 3) * np.std(x, ddof=1) / 2
+    assert lo == pytest.approx(3.5 - h) and hi == pytest.approx(3.5 + h)
+    assert mean_t_ci([3.0]) == (float("-inf"), float("inf"))
