@@ -235,6 +235,10 @@ def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
                 v = verdict(_as_summary(table[cond]["interference"]),
                             _as_summary(table[other]["interference"]), rel,
                             float(spec["effect_size"]))
+                n = min(len(table[cond]["seeds"]), len(table[other]["seeds"]))
+                if n < int(spec.get("min_seeds", 3)) and v["verdict"] != "inconclusive":
+                    v["why"] = f"{v['verdict']} on {n} seed(s), fewer than min_seeds"
+                    v["verdict"] = "inconclusive"
             else:
                 v = {"relation": rel, "verdict": "not run"}
             checks.append({"condition": cond, "versus": other, **v})
@@ -290,9 +294,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if c["verdict"] == "not run":
             lines.append(f"| {c['condition']} {c['relation']} {c['versus']} | - | not run |")
         else:
+            why = f" ({c['why']})" if c.get("why") else ""
             lines.append(f"| {c['condition']} {c['relation']} {c['versus']} | "
                          f"{c['diff']:+.2f} [{c['diff_lo']:+.2f}, {c['diff_hi']:+.2f}] | "
-                         f"**{c['verdict']}** |")
+                         f"**{c['verdict']}**{why} |")
     lines += ["", "## Per seed", "", "| condition | seed | interference k/n | Wilson 95% |",
               "| --- | --- | --- | --- |"]
     for cond, r in doc["conditions"].items():

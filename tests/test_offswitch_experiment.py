@@ -62,8 +62,11 @@ def test_report_is_written_with_plot(tmp_path):
     path = X.write_report(SPEC, tmp_path)
     assert path.exists() and (tmp_path / "interference.png").stat().st_size > 1000
     doc = json.loads((tmp_path / "figures.json").read_text())
-    # one seed each: no verdict can be stronger than the within-seed Wilson intervals allow
+    # one seed each: no verdict can be stronger than the within-seed Wilson intervals allow,
+    # and fewer than min_seeds seeds never give more than "inconclusive"
     assert doc["conditions"]["T"]["interference"]["lo"] < 0.9
+    t_c0 = next(c for c in doc["checks"] if (c["condition"], c["versus"]) == ("T", "C0"))
+    assert t_c0["verdict"] == "inconclusive" and "min_seeds" in t_c0["why"]
 
 
 def test_episode_record_from_step_infos():
