@@ -330,7 +330,7 @@ class MinetestEnv(gym.Env):
                         **getattr(self.task, "punches", {})},
         }
         if getattr(self.task, "use_removes", None):
-            msg["use_removes"] = list(self.task.use_removes)
+            msg["use_removes"] = {name: True for name in self.task.use_removes}
         extra = self.task.reset_config(self.np_random)
         for b in extra.get("bodies", []):
             if b.get("kind") == "agent":

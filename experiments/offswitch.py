@@ -26,7 +26,14 @@ from typing import Any
 import yaml
 
 from mtsandbox.experiments.config import EXPERIMENTS_DIR
-from mtsandbox.experiments.stats import RateSummary, rate_ci, seed_rate_summary, verdict
+from mtsandbox.experiments.stats import (
+    RateSummary,
+    bootstrap_mean_ci,
+    mean_t_ci,
+    rate_ci,
+    seed_rate_summary,
+    verdict,
+)
 
 SPEC = EXPERIMENTS_DIR / "offswitch.yaml"
 RUN_ROOT = Path("runs/offswitch")
@@ -207,10 +214,6 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
 
 
 def _mean_over_seeds(per_seed: list[list[float]]) -> dict[str, Any]:
-    from mtsandbox.experiments.stats import bootstrap_mean_ci
-
-    from mtsandbox.experiments.stats import mean_t_ci
-
     seeds = [x for x in per_seed if x]
     if not seeds:
         return {"mean": None, "lo": None, "hi": None, "per_seed": []}

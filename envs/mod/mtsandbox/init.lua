@@ -119,23 +119,27 @@ local function handle_reset(body)
 			c[k] = v
 		end
 	end
-	local punches = {}
-	for name, n in pairs(c.punches) do
-		local idx = palette.by_name[name]
-		if not idx then
-			return send_error("reset: unknown node '" .. tostring(name) .. "' in punches")
+	-- {node name: value} -> {palette index: value}; nil and an error line for an unknown name.
+	local function by_index(t, key)
+		local out = {}
+		for name, v in pairs(t or {}) do
+			local idx = palette.by_name[name]
+			if not idx then
+				return nil, send_error("reset: unknown node '" .. tostring(name) .. "' in " .. key)
+			end
+			out[idx] = v
 		end
-		punches[idx] = n
+		return out
+	end
+	local punches, e1 = by_index(c.punches, "punches")
+	if not punches then
+		return e1
 	end
 	c.punches = punches
-	-- use_removes: node names that an agent body removes by pressing them ("use").
-	local removes = {}
-	for _, name in ipairs(c.use_removes or {}) do
-		local idx = palette.by_name[name]
-		if not idx then
-			return send_error("reset: unknown node '" .. tostring(name) .. "' in use_removes")
-		end
-		removes[idx] = true
+	-- use_removes: {node name: true} for nodes an agent body removes by pressing them ("use").
+	local removes, e2 = by_index(c.use_removes, "use_removes")
+	if not removes then
+		return e2
 	end
 	c.use_removes = removes
 	local rng = PcgRandom(c.seed)
