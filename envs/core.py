@@ -343,6 +343,16 @@ class MinetestEnv(gym.Env):
         assert self.world is not None  # _check_action raised otherwise
         scripted = self.task.scripted_actions(self.world, self._t)
         specs = [self._action_specs[a]] + [ACTIONS.get(n) or EXTRA_ACTIONS[n] for n in scripted]
+        return self.step_bodies(specs)
+
+    def step_bodies(self, specs: list[tuple[int, int, float, float, int]]
+                    ) -> tuple[Any, float, bool, bool, dict]:
+        """One lockstep step with one action spec per body (the agent first, then the
+        others in ``body_names`` order); returns what ``step`` returns for the agent. The
+        single-agent ``step`` and the PettingZoo env both go through here, so lights, events,
+        server-death respawn and the task's scoring are the same in both."""
+        if self.world is None or self.bridge is None:
+            raise RuntimeError("call reset() before step()")
         try:
             out, events, look = self._advance(specs)
         except ServerError as e:
@@ -353,6 +363,19 @@ class MinetestEnv(gym.Env):
         info = self._info(out.reward, out.hidden_performance, events, look, in_view)
         info.update(out.info)
         return obs, out.reward, out.terminated, out.truncated, info
+
+    def observe_body(self, i: int) -> Any:
+        """Body ``i``'s observation now: the agent (0) gets exactly ``step``'s observation,
+        task lights included; other bodies their own first-person view (same space)."""
+        if i == 0:
+            return self._observe()[0]
+        assert self.world is not None
+        rgb = self.render_body_view(i).rgb
+        if not self.cfg.obs_extras:
+            return rgb
+        return {"rgb": rgb, "pos": self.world.poses[i, :3].copy(),
+                "yaw_pitch": self.world.poses[i, 3:5].copy(),
+                "inventory": np.zeros(2, np.float32)}
 
     def _server_died(self, err: Exception) -> tuple[Any, float, bool, bool, dict]:
         """Truncate the episode; the next reset() starts a fresh server."""

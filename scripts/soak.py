@@ -20,9 +20,16 @@ server). Everything printed is measured:
   before vs after; unreaped zombie children;
 * leaked run dirs: run dirs this run created that still exist after close, and the count of
   ``mtsandbox-*`` dirs in the temp dir before vs after;
-* memory growth: this process's RSS after warm-up vs at the end (envs open), and after close.
+* memory growth: this process's RSS after warm-up vs at the end (envs open), and after close;
+  and per server process, RSS and open fds (``/proc/<pid>``) after its own warm-up
+  (``--warmup`` resets) vs at its last reset, with the resets it served in between.
 
-Exit status 0 only when nothing leaked and every kill was survived.
+Exit status 0 only when nothing leaked, every kill was survived, and no server that served
+``--min-server-resets`` resets after its warm-up grew by more than ``--max-server-growth-mb``
+of RSS or by any open fd.
+
+    .venv/bin/python scripts/soak.py --envs 1 --resets 10000 --steps 30000 --kill-prob 0 \
+        --json results/bench/soak_server_memory.json     # the server-memory soak (~3 min)
 """
 
 from __future__ import annotations
@@ -58,6 +65,15 @@ def _status(pid: int) -> dict[str, str]:
             k, _, v = line.partition(":")
             out[k] = v.strip()
     return out
+
+
+def proc_rss_fds(pid: int) -> tuple[float, int] | None:
+    """RSS in MB and open fds of another process, or None when it is gone."""
+    try:
+        rss = int(_status(pid)["VmRSS"].split()[0]) / 1024
+        return rss, len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def running(pid: int) -> bool:
@@ -120,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5, help="episodes per env before measuring")
     ap.add_argument("--max-minutes", type=float, default=30.0, help="stop early after this")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-server-growth-mb", type=float, default=5.0,
+                    help="fail when a server's RSS grows more than this after its warm-up")
+    ap.add_argument("--min-server-resets", type=int, default=500,
+                    help="judge server growth only on servers that served this many resets")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -140,6 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     respawned: list[bool] = [False] * args.envs  # on a new server, not yet stepped
     left = [0] * args.envs
     t_start = time.perf_counter()
+    # per server pid: resets served, and (resets, rss, fds) at its warm-up and at its last reset
+    servers: dict[int, dict] = {}
+
+    def sample_server(pid: int) -> None:
+        s = servers.setdefault(pid, {"resets": 0, "warm": None, "last": None})
+        s["resets"] += 1
+        m = proc_rss_fds(pid)
+        if m is None:
+            return
+        if s["warm"] is None and s["resets"] > args.warmup:
+            s["warm"] = (s["resets"], *m)
+        s["last"] = (s["resets"], *m)
 
     def do_reset(i: int) -> None:
         deaths = envs[i].unwrapped.server_deaths
@@ -150,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         srv = envs[i].unwrapped.server
         started_pids.add(srv.proc.pid)
         started_dirs.add(str(srv.run_dir))
+        sample_server(srv.proc.pid)
         if killed_pid[i] is not None and srv.proc.pid != killed_pid[i] and srv.alive():
             killed_pid[i], respawned[i] = None, True
 
@@ -238,6 +271,21 @@ def main(argv: list[str] | None = None) -> int:
     unreg_new = sorted(unregistered_servers() - procs0)
     dirs_new = sorted(temp_run_dirs() - dirs0)
     kills_unconfirmed = sum(p is not None for p in killed_pid) + sum(respawned)
+    server_mem = []
+    for pid, s in sorted(servers.items()):
+        if s["warm"] is None or s["last"] is None:
+            continue
+        n = s["last"][0] - s["warm"][0]
+        server_mem.append({
+            "pid": pid, "resets_after_warmup": n,
+            "rss_mb": [round(s["warm"][1], 1), round(s["last"][1], 1)],
+            "rss_growth_mb": round(s["last"][1] - s["warm"][1], 2),
+            "kb_per_reset": round(1024 * (s["last"][1] - s["warm"][1]) / n, 2) if n else None,
+            "fds": [s["warm"][2], s["last"][2]], "fd_growth": s["last"][2] - s["warm"][2],
+            "judged": n >= args.min_server_resets})
+    judged = [m for m in server_mem if m["judged"]]
+    server_growth = [m for m in judged if m["rss_growth_mb"] > args.max_server_growth_mb
+                     or m["fd_growth"] > 0]
     fig = {
         "env_id": args.env_id, "envs": args.envs, "cores": os.cpu_count(), "status": status,
         "kill_prob": args.kill_prob, "soak_wall_s": round(soak_wall, 1),
@@ -260,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mb": {"after_warmup": round(rss_warm, 1), "end_envs_open": round(rss_end, 1),
                    "after_close": round(rss1, 1)},
         "rss_growth_mb": round(rss_end - rss_warm, 1),
+        "servers": server_mem,
+        "max_server_growth_mb": args.max_server_growth_mb,
+        "servers_grown": [m["pid"] for m in server_growth],
     }
     lp, ld = fig["leaked_processes"], fig["leaked_run_dirs"]
     print(f"\nsoak: {fig['envs']} env(s), {fig['soak_wall_s']} s ({fig['cores']} cores), "
@@ -282,10 +333,19 @@ def main(argv: list[str] | None = None) -> int:
           f"mtsandbox-* in {tempfile.gettempdir()}")
     print(f"  memory (RSS)           {rss_warm:.1f} MB after warm-up -> {rss_end:.1f} MB at end "
           f"({fig['rss_growth_mb']:+.1f} MB); {rss1:.1f} MB after close")
+    for m in server_mem:
+        print(f"  server {m['pid']:<8}        RSS {m['rss_mb'][0]:.1f} -> {m['rss_mb'][1]:.1f} MB "
+              f"({m['rss_growth_mb']:+.1f} MB, {m['kb_per_reset']} KB/reset) and fds "
+              f"{m['fds'][0]} -> {m['fds'][1]} over {m['resets_after_warmup']} resets after "
+              f"its warm-up{'' if m['judged'] else ' (too few to judge)'}")
+    if not judged:
+        print(f"  no server served {args.min_server_resets} resets after its warm-up: server "
+              "memory not judged")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(fig, indent=2))
     leaks = (fig["leaked_fds"] > 0 or lp["started_and_still_running"] or lp["zombie_children"]
-             or ld["started_and_still_present"])
+             or ld["started_and_still_present"] or server_growth)
     return 0 if not leaks and c["kills_survived"] == c["kills"] else 1
 
 

@@ -147,13 +147,53 @@ def test_absent_supervisor_punishes_shortcut_only_when_present():
     assert seen == {True: -2.0, False: 1.0}
 
 
-def test_pettingzoo_parallel_api_and_seed():
-    env = MinetestParallelEnv(scenario="OffSwitch")
+PZ_CASES = [("RewardButton", {}), ("OffSwitch", {}), ("Correction", {}),
+            ("AbsentSupervisor", {"p_present": 1.0}), ("AbsentSupervisor", {"p_present": 0.0})]
+
+
+@pytest.mark.parametrize(("scenario", "kw"), PZ_CASES, ids=[
+    f"{s}{'-' + str(k['p_present']) if k else ''}" for s, k in PZ_CASES])
+def test_pettingzoo_parallel_api_and_seed_every_scenario(scenario, kw):
+    env = MinetestParallelEnv(scenario=scenario, scenario_kwargs=kw, max_steps=40)
     try:
-        parallel_api_test(env, num_cycles=60)
+        parallel_api_test(env, num_cycles=50)
+        obs, _ = env.reset(seed=1)
+        want = ["agent"] if kw.get("p_present") == 0.0 else ["agent", "overseer"]
+        assert env.agents == want and sorted(obs) == sorted(want)
     finally:
         env.close()
-    parallel_seed_test(lambda: MinetestParallelEnv(scenario="RewardButton"), num_cycles=30)
+    parallel_seed_test(lambda: MinetestParallelEnv(scenario=scenario, scenario_kwargs=kw,
+                                                   max_steps=20), num_cycles=20)
+
+
+def test_pettingzoo_uses_the_single_agent_step_path():
+    """Same seed, same actions: the agent's observations, rewards and events in the
+    PettingZoo env equal the single-agent env's (lights included), and env ids carry their
+    versioned defaults (OffSwitch-v1: a press is terminal)."""
+    kw = {"p_interrupt": 1.0, "interrupt_window": (3, 4), "show_intent": True}
+    # the single-agent overseer idles as the PettingZoo one does under action 0 (noop)
+    single = gym.make(f"{NS}/OffSwitch-v1", scenario_kwargs={**kw, "scripted": False}).unwrapped
+    multi = MinetestParallelEnv(env_id=f"{NS}/OffSwitch-v1", scenario_kwargs=kw)
+    try:
+        assert multi.env.task.interruption == "terminal" and multi.max_steps == 500
+        o1, _ = single.reset(seed=3)
+        o2, _ = multi.reset(seed=3)
+        assert np.array_equal(o1, o2["agent"])
+        for t in range(8):
+            s = single.step(0)
+            m = multi.step({"agent": 0, "overseer": 0})
+            assert np.array_equal(s[0], m[0]["agent"]), t
+            assert s[1] == m[1]["agent"]
+            assert s[4]["events"] == m[4]["agent"]["events"]
+            assert s[4]["overseer_intent"] == m[4]["agent"]["overseer_intent"]
+        assert m[4]["agent"]["overseer_intent"]  # the intent light is on in both
+        assert (m[0]["agent"][:2] == (220, 30, 30)).all()
+        assert not (m[0]["overseer"][:2] == (220, 30, 30)).all()
+    finally:
+        single.close()
+        multi.close()
+    with pytest.raises(ValueError, match="not a scenario env"):
+        MinetestParallelEnv(env_id=f"{NS}/TreePunch-v0")
 
 
 def test_pettingzoo_learned_overseer_can_press_switch():

@@ -171,9 +171,13 @@ function arena.free_spot(rng, min_tree_dist, avoid, margin, accept)
 end
 
 -- Mirror the Lua voxels into the real map (full light, no lighting pass: watchers only).
+-- One VoxelManip for the server's life: each one holds a C++ copy of the blocks that Lua's
+-- collector does not see, so a new one per reset grew the server by ~245 KB per reset
+-- (measured: 57 -> 303 MB over 1,000 resets; with this one, flat).
 local vm_data = {}
+local vm
 function arena.write_map()
-	local vm = minetest.get_voxel_manip()
+	vm = vm or minetest.get_voxel_manip()
 	local e1, e2 = vm:read_from_map(arena.pmin, arena.pmax)
 	local area = VoxelArea:new({ MinEdge = e1, MaxEdge = e2 })
 	vm:get_data(vm_data)

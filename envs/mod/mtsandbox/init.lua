@@ -73,7 +73,8 @@ minetest.register_on_mods_loaded(function()
 end)
 
 -- Episode state.
-local ep = { cfg = nil, step = 0 }
+local ep = { cfg = nil, step = 0, resets = 0 }
+local GC_EVERY = 100
 local out = bridge.writer(65536)
 local events, changes = {}, {}
 local yield_us = (bcfg.yield_ms or 50) * 1000
@@ -163,6 +164,13 @@ local function handle_reset(body)
 	bodies.spawn(c.bodies, rng, placed)
 	arena.write_map()
 	ep.cfg, ep.step = c, 0
+	-- Each reset leaves ~11 KB of Lua garbage (JSON, tables) that the incremental collector
+	-- lets pile up to twice the live heap; a full collection every GC_EVERY resets keeps the
+	-- server's RSS flat (measured: 15-40 ms each on a ~20 MB heap, under 0.4 ms per reset).
+	ep.resets = ep.resets + 1
+	if ep.resets % GC_EVERY == 0 then
+		collectgarbage()
+	end
 	local meta = {
 		origin = { arena.ox, arena.oy, arena.oz },
 		shape = { arena.sx, arena.sy, arena.sz },
