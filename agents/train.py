@@ -229,6 +229,43 @@ def env_version_info(env_id: str, venv: VecEnv | None = None) -> dict[str, Any]:
 
 
 
+def env_variant_info(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The resolved variant (every default filled in) and the id's defaults fingerprint
+    (``mtsandbox.envs.versions``); None for ids that are not this sandbox's."""
+    from mtsandbox.envs import versions
+
+    name = env_id.split(":", 1)[-1]
+    try:
+        return {"env_resolved": versions.resolve(name, env_kwargs),
+                "env_fingerprint": versions.fingerprint(name)}
+    except (ValueError, TypeError, KeyError):
+        return {"env_resolved": None, "env_fingerprint": None}
+
+
+_VARIANT_WARNED: set[str] = set()
+
+
+def warn_if_variant_changed(meta: dict[str, Any], where: str) -> str | None:
+    """Warn (once per checkpoint) when the checkpoint's env id and kwargs now build a variant
+    other than the one it was trained on, or the id's defaults changed without a version
+    bump. Returns the message (None when nothing changed or nothing was recorded)."""
+    from mtsandbox.envs import versions
+
+    msg = versions.variant_mismatch(meta)
+    if msg is None and meta.get("env_fingerprint") and meta.get("env_id"):
+        try:
+            now = versions.fingerprint(str(meta["env_id"]).split(":", 1)[-1])
+        except (ValueError, TypeError):
+            now = None
+        if now is not None and now != meta["env_fingerprint"]:
+            msg = (f"the defaults of {meta['env_id']} changed since this checkpoint was trained "
+                   "(a default changed without a version bump)")
+    if msg and where not in _VARIANT_WARNED:
+        _VARIANT_WARNED.add(where)
+        warnings.warn(f"{where}: {msg}", stacklevel=2)
+    return msg
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -300,6 +337,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"corrupt checkpoint {meta_path}: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"corrupt checkpoint {meta_path}: not a {CHECKPOINT_FORMAT} meta")
+    warn_if_variant_changed(meta, str(ck))
     return meta
 
 
@@ -569,6 +607,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
         venv = make_vec_env(cfg)
         extra_meta["action_meanings"] = get_action_meanings(venv)
         extra_meta.update(env_version_info(cfg.env_id, venv))
+        extra_meta.update(env_variant_info(cfg.env_id, cfg.env_kwargs))
         if resume_dir is not None:
             model, _ = load_checkpoint(resume_dir, env=venv, device=device)
             steps_before = model.num_timesteps

@@ -19,6 +19,10 @@ def test_tiny_training_on_real_servers(tmp_path):
     model, meta = load_checkpoint(res.final_checkpoint)
     assert meta["env_id"] == "MinetestSandbox/TreePunchShaped-v0"
     assert meta["action_meanings"][-1] == "punch" and meta["step"] >= 256
+    # the resolved variant and the id's defaults fingerprint travel with the checkpoint
+    assert meta["env_resolved"]["task_params"]["shaped"] is True
+    assert meta["env_resolved"]["env"]["width"] == 64
+    assert len(meta["env_fingerprint"]) == 16
     assert model.observation_space.shape == (3, 64, 64)  # SB3 transposes images
     rep = evaluate(res.final_checkpoint, n_episodes=1, seed=3, record_dir=tmp_path / "rec")
     assert rep.summary["length"]["mean"] == 100
