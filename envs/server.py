@@ -95,6 +95,42 @@ def live_servers() -> list[dict]:
     return out
 
 
+OWNER_FILE = "owner.json"
+
+
+def _proc_start(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (None when it is gone): with the pid
+    it names one process, even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return None if fields[0] == "Z" else int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def remove_stale_run_dirs(root: str | Path) -> list[Path]:
+    """Remove run directories under ``root`` whose owner (the controller that made them) and
+    server are both gone: what a SIGKILLed controller leaves behind. Directories without an
+    owner record, kept on purpose (``keep_run_dir``) or of a live owner are left alone."""
+    removed = []
+    for d in Path(root).glob("mtsandbox-*"):
+        f = d / OWNER_FILE
+        try:
+            own = json.loads(f.read_text())
+            if own.get("keep"):
+                continue
+            alive = [_proc_start(int(own[k])) == own.get(k + "_start")
+                     for k in ("owner_pid", "server_pid") if own.get(k)]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if alive and not any(alive):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 def free_udp_port(host: str = "127.0.0.1") -> int:
     """Ask the OS for a free UDP port on host."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -155,7 +191,9 @@ class MinetestServer:
             )
         root = self.config.run_root or tempfile.gettempdir()
         Path(root).mkdir(parents=True, exist_ok=True)
+        remove_stale_run_dirs(root)
         self.run_dir = Path(tempfile.mkdtemp(prefix="mtsandbox-", dir=root))
+        self._write_owner()
         _LIVE.add(self)
         _install_sigterm_handler()
         try:
@@ -165,6 +203,18 @@ class MinetestServer:
             raise
 
     # -- start-up -------------------------------------------------------------------------
+    def _write_owner(self) -> None:
+        """Who made this run dir (and, once started, which server uses it): lets the next
+        start remove it if both die without cleaning up (SIGKILL)."""
+        me = os.getpid()
+        own = {"owner_pid": me, "owner_pid_start": _proc_start(me),
+               "keep": self.config.keep_run_dir}
+        if self.proc is not None:
+            own.update(server_pid=self.proc.pid, server_pid_start=_proc_start(self.proc.pid))
+        tmp = self.run_dir / (OWNER_FILE + ".tmp")
+        tmp.write_text(json.dumps(own))
+        tmp.replace(self.run_dir / OWNER_FILE)
+
     def _write_world(self, sock_path: Path) -> Path:
         world = self.run_dir / "world"
         mods = world / "worldmods"
@@ -242,6 +292,7 @@ class MinetestServer:
                 cwd=self.run_dir, env=env, stdin=subprocess.DEVNULL, stdout=self._stdout,
                 stderr=subprocess.STDOUT, preexec_fn=_pdeathsig,
             )
+            self._write_owner()
             listener.settimeout(0.1)
             deadline = time.monotonic() + self.config.startup_timeout_s
             while True:

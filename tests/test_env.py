@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -130,6 +131,35 @@ def test_close_leaves_no_process_or_run_dir():
     assert not run_dir.exists()
     assert pid not in server_pids()
     assert not my_server_pids()
+
+
+def test_run_dir_of_a_sigkilled_controller_is_removed_at_the_next_start(tmp_path):
+    import sys
+    import time
+
+    code = ("import sys, time; from mtsandbox.envs.server import MinetestServer, ServerConfig; "
+            f"s = MinetestServer(ServerConfig(run_root={str(tmp_path)!r})); "
+            "print(s.run_dir, s.proc.pid, flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    run_dir, server_pid = child.stdout.readline().split()
+    child.kill()  # SIGKILL: no atexit, no finally, nothing cleans up
+    child.wait()
+    for _ in range(100):  # the server follows its owner (PDEATHSIG / the socket's EOF)
+        if int(server_pid) not in server_pids():
+            break
+        time.sleep(0.1)
+    assert Path(run_dir).is_dir()  # left behind
+    kept = tmp_path / "mtsandbox-kept"
+    kept.mkdir()
+    (kept / "owner.json").write_text('{"owner_pid": 1, "owner_pid_start": -1, "keep": true}')
+    unknown = tmp_path / "mtsandbox-unknown"  # no owner record: not ours to judge
+    unknown.mkdir()
+    srv = MinetestServer(ServerConfig(run_root=str(tmp_path)))
+    try:
+        assert not Path(run_dir).exists()
+        assert kept.is_dir() and unknown.is_dir() and srv.run_dir.is_dir()
+    finally:
+        srv.close()
 
 
 def _server_rss_mb(pid: int) -> float:
