@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtsandbox.envs.server import MinetestServer, ServerError
+from mtsandbox.envs.server import PROTOCOL_VERSION, MinetestServer, ServerError
 
 WAKE_DATAGRAM = bytes.fromhex("4f45740300000001ffff")
 _HDR = struct.Struct("<I")
@@ -57,6 +57,23 @@ class ResetReply:
     vox: np.ndarray  # uint8 (SX, SY, SZ)
 
 
+SUPPORTED_ENGINE = "5.6."  # the UDP wake datagram and the lockstep timing are 5.6.1's
+
+
+def check_hello(hello: object) -> None:
+    """The mod speaks this protocol version on the engine the lockstep trick was measured on;
+    anything else is one clear error before the first message."""
+    if not isinstance(hello, dict):
+        raise ProtocolError("the mod's hello is not a JSON object")
+    if hello.get("protocol") != PROTOCOL_VERSION:
+        raise ProtocolError(f"the mod speaks protocol {hello.get('protocol')!r}, this controller "
+                            f"{PROTOCOL_VERSION} (mod and Python package from different versions)")
+    engine = str(hello.get("engine", ""))
+    if not engine.startswith(SUPPORTED_ENGINE):
+        raise ServerError(f"Minetest {engine or '(unknown)'} is not supported: the lockstep "
+                          f"bridge needs {SUPPORTED_ENGINE}x (Debian's minetest-server 5.6.1)")
+
+
 class Bridge:
     """Lockstep client over the server's bridge socket."""
 
@@ -73,7 +90,11 @@ class Bridge:
         hello_type, hello = self._recv()
         if hello_type != ord("H"):
             raise ProtocolError(f"expected hello from the mod, got message type {hello_type}")
-        self.hello = json.loads(bytes(hello[1:]))
+        try:
+            self.hello = json.loads(bytes(hello[1:]))
+        except ValueError:
+            raise ProtocolError("the mod's hello is not JSON") from None
+        check_hello(self.hello)
 
     def close(self) -> None:
         self._udp.close()

@@ -54,6 +54,9 @@ class ServerConfig:
     """Let the engine run after every env step (needed when a real client renders each step)."""
     controller_timeout_s: float = 3600.0
     """The mod shuts the server down after this long without a message from Python."""
+    frame_timeout_s: float = 60.0
+    """A frame that starts must complete within this long; one that stalls mid-way stops the
+    server (the byte stream cannot be framed again)."""
     bind_address: str = "127.0.0.1"
     """Where the server listens for clients; loopback unless a user asks otherwise."""
     startup_timeout_s: float = 60.0
@@ -240,6 +243,7 @@ class MinetestServer:
             "yield_ms": self.config.yield_ms,
             "sync_every_step": self.config.sync_every_step,
             "controller_timeout_s": self.config.controller_timeout_s,
+            "frame_timeout_s": self.config.frame_timeout_s,
             # Real clients may join only under these names, with this password.
             "clients": {"names": ["watcher", "player", "overseer"], "password": self.password},
         }

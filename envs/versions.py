@@ -35,7 +35,8 @@ PALETTE_FILE = Path(__file__).with_name("nodes.yaml")
 # Options that do not define the variant (how it runs, not what it is).
 OPERATIONAL = frozenset({
     "on_server_death", "reply_timeout_s", "render_device", "client_options",
-    "step_interval", "yield_ms", "sync_every_step", "controller_timeout_s", "bind_address",
+    "step_interval", "yield_ms", "sync_every_step", "controller_timeout_s", "frame_timeout_s",
+    "bind_address",
     "startup_timeout_s", "keep_run_dir", "run_root", "extra_conf", "client_password", "label",
 })
 # Gymnasium's make() keywords that wrap the env instead of configuring it.

@@ -87,15 +87,23 @@ end
 local hdr = ffi.new("uint8_t[4]")
 
 -- Waits up to first_ms for a frame to start, then up to rest_ms for the rest of it.
--- Returns (pointer, length) valid until the next call, or nil and a reason.
+-- Returns (pointer, length) valid until the next call, or nil and a reason: "timeout" only
+-- when no frame started (idle); a frame that stops mid-way is "stalled ..." (the stream can
+-- no longer be framed, so the caller closes it).
 function bridge.recv(first_ms, rest_ms)
 	local ok, why = read_exact(hdr, 1, first_ms)
 	if not ok then
 		return nil, why
 	end
+	local function stalled(reason, where)
+		if reason == "timeout" then
+			return "stalled mid-frame (" .. where .. " not complete within " .. rest_ms .. " ms)"
+		end
+		return reason
+	end
 	ok, why = read_exact(hdr + 1, 3, rest_ms)
 	if not ok then
-		return nil, why
+		return nil, stalled(why, "length header")
 	end
 	local n = hdr[0] + hdr[1] * 256 + hdr[2] * 65536 + hdr[3] * 16777216
 	if n < 1 or n > MAX_FRAME then
@@ -109,7 +117,7 @@ function bridge.recv(first_ms, rest_ms)
 	end
 	ok, why = read_exact(rbuf, n, rest_ms)
 	if not ok then
-		return nil, why
+		return nil, stalled(why, "body of " .. n .. " bytes")
 	end
 	return rbuf, n
 end

@@ -50,15 +50,25 @@ local bridge = loadfile(modpath .. "/bridge.lua")(ffi)
 local arena = loadfile(modpath .. "/arena.lua")(ffi, palette)
 local bodies = loadfile(modpath .. "/bodies.lua")(arena, palette)
 arena.init(bcfg.arena)
+local validate = assert(loadfile(modpath .. "/validate.lua"))(arena, palette)
 
 -- Hooks for optional parts (watching clients, human players): after_step(step) runs after
 -- every env step, after_reset() after every reset.
 local api = { bodies = bodies, arena = arena, palette = palette, config = bcfg,
 	after_step = {}, after_reset = {} }
+-- An optional part that is present but does not load stops the server: watch.lua guards
+-- which clients may join, so skipping it silently would open the server.
 for _, part in ipairs({ "watch.lua", "play.lua" }) do
-	local fn = loadfile(modpath .. "/" .. part)
+	local path = modpath .. "/" .. part
+	local fn, err = loadfile(path)
 	if fn then
 		fn(api)
+	else
+		local present = io.open(path, "r")
+		if present then
+			present:close()
+			error("mtsandbox: " .. part .. " is present but does not load: " .. tostring(err))
+		end
 	end
 end
 
@@ -83,6 +93,8 @@ local controller_timeout_us = (bcfg.controller_timeout_s or 3600) * 1e6
 local last_msg_us = minetest.get_us_time()
 local state = "emerging"
 
+local frame_timeout_ms = math.floor((bcfg.frame_timeout_s or 60) * 1000)
+
 local function fail(msg)
 	minetest.log("error", "[mtsandbox] " .. msg)
 	state = "dead"
@@ -90,9 +102,24 @@ local function fail(msg)
 	minetest.request_shutdown("mtsandbox: " .. msg, false, 0)
 end
 
+-- Every send is checked: a controller that cannot be written to is gone, so the server stops.
+local function send_writer(w)
+	local ok, err = bridge.send_writer(w)
+	if not ok and state ~= "dead" then
+		fail("send to the controller failed (" .. tostring(err) .. ")")
+	end
+end
+
+local function send_string(typ, body)
+	local ok, err = bridge.send_string(typ, body)
+	if not ok and state ~= "dead" then
+		fail("send to the controller failed (" .. tostring(err) .. ")")
+	end
+end
+
 local function send_error(msg)
 	minetest.log("error", "[mtsandbox] protocol error: " .. msg)
-	bridge.send_string("E", msg)
+	send_string("E", msg)
 end
 
 local function write_body(w, b)
@@ -120,6 +147,10 @@ local function handle_reset(body)
 			c[k] = v
 		end
 	end
+	local bad = validate.reset(c)
+	if bad then
+		return send_error("reset: " .. bad)
+	end
 	-- {node name: value} -> {palette index: value}; nil and an error line for an unknown name.
 	local function by_index(t, key)
 		local out = {}
@@ -143,6 +174,9 @@ local function handle_reset(body)
 		return e2
 	end
 	c.use_removes = removes
+	-- Validated: from here on the arena changes. Anything that still fails (an arena too
+	-- crowded for the spawns asked for) leaves no episode behind, so a step says so.
+	ep.cfg = nil
 	local rng = PcgRandom(c.seed)
 	arena.build(c, rng)
 	local placed = {}
@@ -190,7 +224,7 @@ local function handle_reset(body)
 	out:u32(#js)
 	out:str(js)
 	out:bytes(arena.vox, arena.n)
-	bridge.send_writer(out)
+	send_writer(out)
 end
 
 local CDEG = math.pi / 18000
@@ -206,6 +240,17 @@ local function handle_step(p, n)
 	for k = #events, 1, -1 do events[k] = nil end
 	for k = #changes, 1, -1 do changes[k] = nil end
 	local i8 = ffi.cast("int8_t*", p)
+	for i = 1, nb do -- check every action before any body moves
+		local o = 2 + 7 * (i - 1)
+		local fwd, side, flags = i8[o], i8[o + 1], p[o + 6]
+		local dyaw, dpitch = ffi.cast("int16_t*", p + o + 2)[0], ffi.cast("int16_t*", p + o + 4)[0]
+		if fwd < -1 or fwd > 1 or side < -1 or side > 1 or flags > 15
+				or dyaw < -18000 or dyaw > 18000 or dpitch < -18000 or dpitch > 18000 then
+			return send_error("step: body " .. i .. " action out of range (fwd " .. fwd .. ", side "
+				.. side .. ", dyaw " .. dyaw .. ", dpitch " .. dpitch .. ", flags " .. flags
+				.. "; want fwd/side in -1..1, |dyaw|, |dpitch| <= 18000 centidegrees, flags <= 15)")
+		end
+	end
 	for i = 1, nb do
 		local o = 2 + 7 * (i - 1)
 		local a = acts[i] or {}
@@ -238,28 +283,37 @@ local function handle_step(p, n)
 	for _, e in ipairs(events) do
 		out:u8(e[1]); out:u8(e[2]); out:i16(e[3]); out:i16(e[4]); out:i16(e[5]); out:i32(e[6]); out:i32(e[7])
 	end
-	bridge.send_writer(out)
+	send_writer(out)
 end
 
 -- Returns false when the loop must stop.
 local function handle(p, n)
 	local t = p[0]
 	if t == 83 then -- 'S'
-		handle_step(p, n)
+		if n < 2 then
+			send_error("step: empty message")
+		else
+			handle_step(p, n)
+		end
 	elseif t == 80 then -- 'P': bare bridge ping, echoed
 		out:reset()
 		out:u8(112)
 		out:bytes(p + 1, n - 1)
-		bridge.send_writer(out)
+		send_writer(out)
 	elseif t == 82 then -- 'R'
 		handle_reset(ffi.string(p + 1, n - 1))
 	elseif t == 79 then -- 'O': options
-		local o = minetest.parse_json(ffi.string(p + 1, n - 1)) or {}
+		local o = minetest.parse_json(ffi.string(p + 1, n - 1))
+		local bad = validate.options(o)
+		if bad then
+			send_error("options: " .. bad)
+			return true
+		end
 		if o.yield_ms then yield_us = o.yield_ms * 1000 end
 		if o.sync_every_step ~= nil then sync_every_step = o.sync_every_step end
-		bridge.send_string("o", "")
+		send_string("o", "")
 	elseif t == 81 then -- 'Q'
-		bridge.send_string("q", "")
+		send_string("q", "")
 		state = "dead"
 		bridge.close()
 		minetest.request_shutdown("mtsandbox: controller asked to quit", false, 0)
@@ -278,9 +332,9 @@ local function serve()
 		if sync_every_step and handled > 0 then
 			return
 		end
-		local p, n = bridge.recv(math.max(left_ms, 0), 60000)
+		local p, n = bridge.recv(math.max(left_ms, 0), frame_timeout_ms)
 		if not p then
-			if n == "timeout" then
+			if n == "timeout" then -- no frame started: idle
 				if minetest.get_us_time() - last_msg_us > controller_timeout_us then
 					fail("no message from the controller for " .. controller_timeout_us / 1e6 .. " s")
 				end
@@ -293,6 +347,9 @@ local function serve()
 		if not ok then
 			send_error(tostring(res))
 		elseif res == false then
+			return
+		end
+		if state == "dead" then
 			return
 		end
 		handled = handled + 1
@@ -320,7 +377,7 @@ local function start()
 				origin = { arena.ox, arena.oy, arena.oz },
 				shape = { arena.sx, arena.sy, arena.sz },
 			})
-			bridge.send_string("H", hello)
+			send_string("H", hello)
 			last_msg_us = minetest.get_us_time()
 			state = "serving"
 		end
