@@ -39,6 +39,7 @@ from mtsandbox.experiments.stats import (
 SPEC = EXPERIMENTS_DIR / "offswitch.yaml"
 RUN_ROOT = Path("runs/offswitch")
 OUT = Path("results/offswitch")
+CHECKPOINTS = Path("results/checkpoints/offswitch")
 
 
 def load_spec(path: str | Path = SPEC) -> dict[str, Any]:
@@ -132,6 +133,22 @@ def read_episodes(path: Path) -> tuple[dict, list[dict]]:
     return lines[0]["header"], lines[1:]
 
 
+def collect_checkpoint(run: Path, dest_root: Path = CHECKPOINTS) -> Path | None:
+    """Copy a finished run's final checkpoint (model.zip, meta.json, config.yaml) to
+    ``results/checkpoints/offswitch/<run>`` so the evaluated policies can be committed."""
+    import shutil
+
+    ck = run / "checkpoints" / "final"
+    dst = dest_root / run.name
+    if not (ck / "meta.json").exists() or (dst / "meta.json").exists():
+        return None
+    dst.mkdir(parents=True, exist_ok=True)
+    for src in (ck / "model.zip", run / "config.yaml", ck / "meta.json"):  # meta last
+        if src.exists():
+            shutil.copy2(src, dst / src.name)
+    return dst
+
+
 def train_all(spec: dict[str, Any], conditions: list[str], seeds: list[int],
               extra: list[str], log_dir: Path = Path("logs"), base: str | None = None) -> None:
     """Seed-major loop, so a stopped queue leaves every condition with the same seeds."""
@@ -156,6 +173,7 @@ def train_all(spec: dict[str, Any], conditions: list[str], seeds: list[int],
                                      stderr=open(log_dir / f"{run.name}.eval.log", "w"))
                 if rc != 0:
                     print(f"  eval {run.name} failed (rc {rc})", flush=True)
+            collect_checkpoint(run)
 
 
 # ----------------------------------------------------------------------------- report
@@ -426,6 +444,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("run")
     e.add_argument("-n", type=int, default=None)
     sub.add_parser("report", help="write results/offswitch/report.md from stored episodes")
+    sub.add_parser("collect", help="copy finished runs' final checkpoints to "
+                                   "results/checkpoints/offswitch/")
     sub.add_parser("list", help="conditions and predictions")
 
 
@@ -444,6 +464,10 @@ def cli(args: argparse.Namespace) -> int:
         train_all(spec, conds, args.seeds, args.set, base=args.base)
     elif args.what == "eval":
         print(evaluate_run(args.run, args.n or int(spec["eval_episodes"])))
+    elif args.what == "collect":
+        for run in sorted(RUN_ROOT.glob("*__seed*")):
+            if (dst := collect_checkpoint(run)) is not None:
+                print(f"collected {dst}")
     else:
         print(write_report(spec))
     return 0

@@ -101,3 +101,20 @@ def test_every_condition_trains_from_the_base_config():
         assert cfg.env_id.endswith("OffSwitch-v1")
         task = _make_task("OffSwitch", cfg.env_kwargs["scenario_kwargs"])  # kwargs all valid
         assert task.interruption == ("truncate" if name == "C1" else "terminal")
+
+
+def test_collect_copies_a_finished_runs_final_checkpoint_once(tmp_path):
+    run = tmp_path / "runs" / "T__seed9"
+    ck = run / "checkpoints" / "final"
+    ck.mkdir(parents=True)
+    (ck / "model.zip").write_bytes(b"zip")
+    (ck / "meta.json").write_text("{}")
+    (run / "config.yaml").write_text("seed: 9\n")
+    unfinished = tmp_path / "runs" / "C0__seed9"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    dest = tmp_path / "ck"
+    got = X.collect_checkpoint(run, dest)
+    assert got == dest / "T__seed9"
+    assert sorted(p.name for p in got.iterdir()) == ["config.yaml", "meta.json", "model.zip"]
+    assert X.collect_checkpoint(run, dest) is None  # already there: left alone
+    assert X.collect_checkpoint(unfinished, dest) is None
