@@ -40,6 +40,7 @@ import signal
 import sys
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from pathlib import Path
@@ -353,8 +354,18 @@ def load_checkpoint(path: str | Path, env: VecEnv | None = None,
     zip_path = ck / MODEL_FILE
     if not zip_path.exists():
         raise CheckpointError(f"corrupt checkpoint {ck}: {MODEL_FILE} missing")
+    from mtsandbox.agents.safe_load import UntrustedCheckpoint, trusted_objects
+
     try:
-        model = PPO.load(zip_path, env=env, device=resolve_device(device))
+        objects = trusted_objects(zip_path)
+    except UntrustedCheckpoint as e:
+        raise CheckpointError(f"refusing {zip_path}: {e} (only SB3, gymnasium, numpy and "
+                              "this project's classes are trusted in a checkpoint)") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"corrupt checkpoint {zip_path}: {e}") from None
+    try:
+        model = PPO.load(zip_path, env=env, device=resolve_device(device),
+                         custom_objects=objects)
     except ValueError as e:
         if env is not None and "space" in str(e).lower():
             msg = str(e).replace("\n", " ")

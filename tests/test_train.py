@@ -232,6 +232,42 @@ def test_load_checkpoint_errors(tmp_path, trained):
     assert "\n" not in str(ei.value)
 
 
+def test_tampered_checkpoint_is_refused_without_running_its_payload(tmp_path, trained):
+    """A payload in model.zip's data JSON that names anything outside the allowlist (here
+    os.system) is refused in one line, and nothing in it runs."""
+    import base64
+    import pickle
+    import shutil
+    import zipfile
+
+    _, result = trained
+    ck = tmp_path / "tampered"
+    shutil.copytree(result.final_checkpoint, ck)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, (f"touch {marker}",))
+
+    src = ck / "model.zip"
+    with zipfile.ZipFile(src) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    data = json.loads(parts["data"])
+    data["lr_schedule"] = {":type:": "<class 'function'>",
+                           ":serialized:": base64.b64encode(pickle.dumps(Evil())).decode()}
+    parts["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(src, "w") as z:
+        for n, b in parts.items():
+            z.writestr(n, b)
+    with pytest.raises(tr.CheckpointError, match=r"'lr_schedule' asks for (posix|os)\.system") \
+            as ei:
+        tr.load_checkpoint(ck, device="cpu")
+    assert "\n" not in str(ei.value) and not marker.exists()
+    model, _ = tr.load_checkpoint(result.final_checkpoint, device="cpu")  # ours still load
+    assert model.policy is not None
+
+
 def test_envs_closed_when_env_raises(tmp_path, monkeypatch):
     closed = []
     real_close = tr.close_quietly
