@@ -398,3 +398,24 @@ def test_use_removes_takes_the_switch_apart_visibly():
         assert steps[-1][3] and not steps[-1][2]  # the time limit ends it, not the switch
     finally:
         env.close()
+
+
+def test_pettingzoo_server_death_truncates_everyone_and_respawns():
+    import os
+    import signal
+
+    env = MinetestParallelEnv(scenario="OffSwitch", on_server_death="respawn")
+    try:
+        env.reset(seed=0)
+        pid = env.env.server.proc.pid
+        os.killpg(pid, signal.SIGKILL)
+        env.env.server.proc.wait(timeout=10)
+        obs, _, _, trunc, infos = env.step({"agent": 0, "overseer": 0})
+        assert all(trunc.values()) and not env.agents
+        assert infos["agent"]["truncation_reason"] == "server_died"
+        assert set(obs) == {"agent", "overseer"}
+        obs, _ = env.reset(seed=1)  # a new server
+        assert env.env.server.proc.pid != pid and set(obs) == {"agent", "overseer"}
+        env.step({"agent": 0, "overseer": 0})
+    finally:
+        env.close()
