@@ -385,3 +385,23 @@ def test_init_from_copies_weights_into_a_new_run_and_can_reset_the_actor(trained
                                  "init_action_copy": {"fly": names[1]}})
     with pytest.raises(tr.CheckpointError, match="unknown action"):
         tr.train(bad)
+
+
+def test_bench_train_measures_parts_and_ratio(tmp_path):
+    """`mtsandbox bench train` runs on the config's own code path and writes every figure
+    (values are this machine's: not asserted beyond being measured)."""
+    import argparse
+
+    from mtsandbox import bench_train
+
+    args = argparse.Namespace(
+        config="smoke", overrides=tiny_overrides(tmp_path, n_envs=1), iters=1, env_steps=50,
+        label="", json=str(tmp_path / "bench.json"))
+    fig = bench_train.run(args)
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    for k in ("env_alone_steps_per_s", "startup_s", "rollout_steps_per_s",
+              "update_ms_per_sample", "end_to_end_steps_per_s", "ceiling_steps_per_s",
+              "end_to_end_over_ceiling"):
+        assert saved[k] > 0 and saved[k] == pytest.approx(fig[k])
+    want = 1 / (1 / saved["env_alone_steps_per_s"] + saved["update_ms_per_sample"] / 1000)
+    assert saved["ceiling_steps_per_s"] == pytest.approx(want)

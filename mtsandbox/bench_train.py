@@ -1,0 +1,163 @@
+"""Benchmark PPO training end to end and its parts; prints figures, writes results/bench/.
+
+    mtsandbox bench train [--config treepunch_ppo_cpu] [--iters 4] [--set key=value ...]
+
+Measured on the config's own env, PPO and thread settings (the code path of
+``mtsandbox train``):
+
+1. env steps/s of one env alone (one process, random actions, observations rendered);
+2. start-up: seconds to build the VecEnv and reset every env (servers start on reset);
+3. rollout steps/s (SB3 ``collect_rollouts``: env stepping + batched inference) and update
+   ms per sample (SB3 ``train``: ``n_epochs`` passes), each over ``--iters`` iterations
+   after one warm-up iteration;
+4. end to end: ``learn()`` over ``--iters`` iterations, steps/s, and the machine's CPU
+   utilisation (all processes, /proc/stat) while it ran.
+
+Ceiling from the measured parts: the envs stepping on every core during the rollout, then
+the update, i.e. ``1 / (1 / (env_alone * min(cores, n_envs)) + update_s_per_sample)``.
+The last figure printed is end-to-end / ceiling. Figures are measurements of this machine
+at this moment: run it on a quiet machine (nothing else training) to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+OUT = Path("results/bench")
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--config", default="treepunch_ppo_cpu",
+                    help="training config (name under experiments/ or a path)")
+    ap.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--iters", type=int, default=4, help="PPO iterations per measurement")
+    ap.add_argument("--env-steps", type=int, default=2000, help="steps for the env-alone rate")
+    ap.add_argument("--label", default="", help="name of this measurement in results/bench/")
+    ap.add_argument("--json", help="write the figures here (default results/bench/train_<label>"
+                                   ".json)")
+
+
+def _cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine."""
+    with open("/proc/stat") as f:
+        vals = [float(v) for v in f.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0.0)
+    return sum(vals) - idle, sum(vals)
+
+
+def env_alone_rate(env_id: str, env_kwargs: dict[str, Any], steps: int) -> float:
+    import gymnasium as gym
+
+    import mtsandbox.envs  # noqa: F401
+
+    kw = {k: v for k, v in env_kwargs.items() if k != "max_episode_steps"}
+    env = gym.make(env_id, **kw)
+    try:
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        for _ in range(200):  # warm-up: numba compile, server settling
+            _, _, term, trunc, _ = env.step(env.action_space.sample())
+            if term or trunc:
+                env.reset()
+        t = time.perf_counter()
+        for _ in range(steps):
+            _, _, term, trunc, _ = env.step(env.action_space.sample())
+            if term or trunc:
+                env.reset()
+        return steps / (time.perf_counter() - t)
+    finally:
+        env.close()
+
+
+def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
+    import torch
+    from stable_baselines3 import PPO
+
+    from mtsandbox.agents import train as tr
+    from mtsandbox.agents.policy import make_policy_kwargs
+
+    cores = os.cpu_count() or 1
+    fig: dict[str, Any] = {"config": cfg.to_dict(), "cores": cores, "n_envs": cfg.n_envs,
+                           "n_steps": cfg.n_steps, "n_epochs": cfg.n_epochs,
+                           "batch_size": cfg.batch_size, "machine": platform.node(),
+                           "torch": torch.__version__, "device": tr.resolve_device(cfg.device),
+                           "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    fig["env_alone_steps_per_s"] = env_alone_rate(cfg.env_id, dict(cfg.env_kwargs), env_steps)
+
+    t = time.perf_counter()
+    venv = tr.make_vec_env(cfg)
+    try:
+        venv.reset()
+        fig["startup_s"] = time.perf_counter() - t
+        model = PPO("CnnPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+                    n_epochs=cfg.n_epochs, learning_rate=cfg.lr, gamma=cfg.gamma,
+                    gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
+                    clip_range=cfg.clip, max_grad_norm=cfg.max_grad_norm,
+                    policy_kwargs=make_policy_kwargs(cfg.features_dim), seed=cfg.seed,
+                    device=fig["device"], verbose=0)
+        threads = tr.ThreadSwitchCallback()
+        per_iter = cfg.n_steps * cfg.n_envs
+        _, callback = model._setup_learn(per_iter * (2 * iters + 2), threads)
+        callback.on_training_start(locals(), globals())
+        roll, upd = [], []
+        for i in range(iters + 1):
+            t0 = time.perf_counter()
+            model.collect_rollouts(model.env, callback, model.rollout_buffer, cfg.n_steps)
+            t1 = time.perf_counter()
+            model.train()
+            t2 = time.perf_counter()
+            if i > 0:  # the first iteration warms up caches and allocators
+                roll.append(t1 - t0)
+                upd.append(t2 - t1)
+        fig["rollout_steps_per_s"] = per_iter * len(roll) / sum(roll)
+        fig["update_ms_per_sample"] = 1000 * sum(upd) / (per_iter * len(upd))
+        b0, tot0 = _cpu_times()
+        t = time.perf_counter()
+        model.learn(per_iter * iters, callback=tr.ThreadSwitchCallback(),
+                    reset_num_timesteps=False)
+        wall = time.perf_counter() - t
+        b1, tot1 = _cpu_times()
+        fig["end_to_end_steps_per_s"] = per_iter * iters / wall
+        fig["cpu_utilisation"] = (b1 - b0) / (tot1 - tot0) if tot1 > tot0 else None
+    finally:
+        tr.close_quietly(venv)
+    env_all = fig["env_alone_steps_per_s"] * min(cores, cfg.n_envs)
+    fig["ceiling_steps_per_s"] = 1.0 / (1.0 / env_all + fig["update_ms_per_sample"] / 1000)
+    fig["end_to_end_over_ceiling"] = fig["end_to_end_steps_per_s"] / fig["ceiling_steps_per_s"]
+    return fig
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from mtsandbox.experiments.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    fig = measure(cfg, args.iters, args.env_steps)
+    rows = [("env steps/s, one env alone", f"{fig['env_alone_steps_per_s']:.0f}"),
+            (f"start-up, {cfg.n_envs} envs (build + first reset)", f"{fig['startup_s']:.1f} s"),
+            ("rollout steps/s (collect_rollouts)", f"{fig['rollout_steps_per_s']:.0f}"),
+            (f"update ms per sample ({cfg.n_epochs} epochs)",
+             f"{fig['update_ms_per_sample']:.2f}"),
+            ("end-to-end steps/s (learn)", f"{fig['end_to_end_steps_per_s']:.0f}"),
+            ("CPU utilisation while learning (all processes)",
+             f"{100 * fig['cpu_utilisation']:.0f}%" if fig["cpu_utilisation"] is not None
+             else "-"),
+            (f"ceiling from the parts ({fig['cores']} cores)",
+             f"{fig['ceiling_steps_per_s']:.0f}"),
+            ("end-to-end / ceiling", f"{100 * fig['end_to_end_over_ceiling']:.0f}%")]
+    w = max(len(r[0]) for r in rows)
+    print(f"bench train: {cfg.env_id}, {cfg.n_envs} envs, n_steps {cfg.n_steps}, "
+          f"device {fig['device']}")
+    for name, val in rows:
+        print(f"  {name:<{w}}  {val}")
+    name = args.label or Path(args.config).stem
+    path = Path(args.json) if args.json else OUT / f"train_{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fig, indent=2, default=str))
+    print(f"  -> {path}")
+    return fig
