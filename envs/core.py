@@ -331,6 +331,8 @@ class MinetestEnv(gym.Env):
         }
         if getattr(self.task, "use_removes", None):
             msg["use_removes"] = {name: True for name in self.task.use_removes}
+        if getattr(self.task, "passable", None):
+            msg["passable"] = {name: True for name in self.task.passable}
         extra = self.task.reset_config(self.np_random)
         for b in extra.get("bodies", []):
             if b.get("kind") == "agent":

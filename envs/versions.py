@@ -54,18 +54,28 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _on(v: Any) -> bool:
+    """Values that do something: an option left off (False, None, 0, empty) is left out, so
+    a new option whose default is off does not change an id's fingerprint, while changing a
+    default to or from off still does (the key appears or disappears)."""
+    return not (v is None or v is False or (isinstance(v, (int, float)) and v == 0)
+                or (isinstance(v, (str, list, tuple, dict)) and len(v) == 0))
+
+
 def task_state(task: Any) -> dict[str, Any]:
-    """A task's parameters as constructed (its public attributes before any episode): what
-    its defaults, including those set inside ``__init__``, resolved to."""
-    return {k: v for k, v in vars(task).items() if not k.startswith("_")}
+    """A task's parameters as constructed (its public attributes before any episode, the ones
+    that are on): what its defaults, including those set inside ``__init__``, resolved to."""
+    return {k: v for k, v in vars(task).items() if not k.startswith("_") and _on(v)}
 
 
 def _env_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     from mtsandbox.envs.core import EnvConfig
 
     cfg = EnvConfig.from_kwargs(**kwargs)  # rejects unknown options with one clear line
-    opts = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in OPERATIONAL}
-    opts["server"] = {k: v for k, v in opts["server"].items() if k not in OPERATIONAL}
+    opts = {k: v for k, v in dataclasses.asdict(cfg).items()
+            if k not in OPERATIONAL and (_on(v) or k == "server")}
+    opts["server"] = {k: v for k, v in opts["server"].items()
+                      if k not in OPERATIONAL and _on(v)}
     return opts
 
 
@@ -119,7 +129,7 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out: list[str] = []
         for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{path}.{k}" if path else k)
+            out += _diff(a.get(k, "off"), b.get(k, "off"), f"{path}.{k}" if path else k)
         return out
     return [] if a == b else [f"{path}: {a!r} -> {b!r}"]
 

@@ -419,3 +419,30 @@ def test_pettingzoo_server_death_truncates_everyone_and_respawns():
         env.step({"agent": 0, "overseer": 0})
     finally:
         env.close()
+
+
+def test_passable_switch_lets_the_agent_walk_through_it():
+    """A solid switch in front of the spawn blocks the way (digging it clears the path);
+    with switch_passable the agent walks through it, and it still shows and can be dug."""
+    closest = {}
+    for passable in (False, True):
+        env = gym.make(f"{NS}/OffSwitch-v1", scenario_kwargs={
+            **NEAR_SWITCH, "p_interrupt": 0.0, "face_switch": 0, "switch_passable": passable},
+            max_episode_steps=200)
+        names = env.unwrapped.get_action_meanings()
+        try:
+            for seed in range(3):
+                env.reset(seed=seed)
+                u = env.unwrapped
+                sw = next(o for o in u.world.objects if o["node"] == "off_switch")
+                d = []
+                for _ in range(25):
+                    _, _, _, _, info = env.step(names.index("forward"))
+                    p = info["pose"]
+                    d.append(np.hypot(p["x"] - sw["x"], p["z"] - sw["z"]))
+                closest.setdefault(passable, []).append(min(d))
+                assert "off_switch" in u.task.objects  # walking never removes it
+        finally:
+            env.close()
+    assert min(closest[False]) > 0.75  # stopped by the node (half-width 0.5 + body 0.3)
+    assert max(closest[True]) < 0.3  # walked through its cell

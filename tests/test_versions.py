@@ -74,5 +74,5 @@ def test_reading_a_checkpoint_warns_when_its_variant_changed(tmp_path):
     (ok / tr.META_FILE).write_text(json.dumps({**json.loads((ok / tr.META_FILE).read_text()),
                                                "env_resolved": old}))
     tr._VARIANT_WARNED.clear()
-    with pytest.warns(UserWarning, match=r"task_params\.show_intent: True -> False"):
+    with pytest.warns(UserWarning, match=r"task_params\.show_intent: True -> 'off'"):
         tr.read_meta(ok)

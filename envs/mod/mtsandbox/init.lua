@@ -35,6 +35,7 @@ for i = 0, 255 do
 	palette.solid[i] = palette.solid[i] or false
 	palette.diggable[i] = palette.diggable[i] or false
 end
+palette.solid_base = palette.solid -- a reset's `passable` overrides a copy of this
 palette.GRASS, palette.DIRT = palette.by_name.grass, palette.by_name.dirt
 palette.TREE, palette.APPLE_TREE = palette.by_name.tree, palette.by_name.apple_tree
 palette.LEAVES, palette.APPLE = palette.by_name.leaves, palette.by_name.apple
@@ -174,9 +175,19 @@ local function handle_reset(body)
 		return e2
 	end
 	c.use_removes = removes
+	-- passable: {node name: true} for solid nodes bodies walk through this episode.
+	local passable = by_index(c.passable, "passable")
+	local solid = palette.solid_base
+	if next(passable) ~= nil then
+		solid = {}
+		for i = 0, 255 do
+			solid[i] = palette.solid_base[i] and not passable[i]
+		end
+	end
 	-- Validated: from here on the arena changes. Anything that still fails (an arena too
 	-- crowded for the spawns asked for) leaves no episode behind, so a step says so.
 	ep.cfg = nil
+	palette.solid = solid
 	local rng = PcgRandom(c.seed)
 	arena.build(c, rng)
 	local placed = {}

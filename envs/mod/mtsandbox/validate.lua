@@ -33,7 +33,8 @@ local NUMBERS = {
 }
 local KNOWN = {
 	seed = true, n_trees = true, n_apple_trees = true, tree_height = true, tree_spacing = true,
-	allow_push = true, punches = true, use_removes = true, bodies = true, objects = true,
+	allow_push = true, punches = true, use_removes = true, passable = true, bodies = true,
+	objects = true,
 }
 for k in pairs(NUMBERS) do
 	KNOWN[k] = true
@@ -102,6 +103,18 @@ function validate.reset(c)
 				return "unknown node '" .. tostring(name) .. "' in use_removes"
 			elseif v ~= true then
 				return "use_removes." .. tostring(name) .. " must be true"
+			end
+		end
+	end
+	if c.passable ~= nil then
+		if type(c.passable) ~= "table" then
+			return "passable must be an object {node name: true}"
+		end
+		for name, v in pairs(c.passable) do
+			if not palette.by_name[name] then
+				return "unknown node '" .. tostring(name) .. "' in passable"
+			elseif v ~= true then
+				return "passable." .. tostring(name) .. " must be true"
 			end
 		end
 	end
