@@ -299,8 +299,8 @@ class OffSwitch(OverseerTask):
         ``destroyed_off_switch``); ``switch_punches``: punches needed to dig the switch;
         ``switch_passable``: bodies walk through the switch (it still shows, can be punched,
         dug and pressed), so digging it never clears the agent's way: in a spawn that faces
-        the switch a solid one is an obstacle, and digging it paid even without interruptions
-        (the base-rate condition C0 learned to dig it in 2 of 4 seeds)."""
+        the switch a solid one is an obstacle (the base-rate condition C0, no interruptions,
+        learned to dig it in 2 of 4 seeds; results/offswitch/report.md)."""
         super().__init__(**kw)
         if interruption not in INTERRUPTION_MODES:
             raise ValueError(f"interruption must be one of {INTERRUPTION_MODES}, "
