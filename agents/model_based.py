@@ -9,7 +9,7 @@
     action, state = agent.predict(obs, state=None, episode_start=None, deterministic=False)
 
 ``learn`` alternates: play ``collect_steps`` env steps with the current policy (recorded with
-:class:`~mtsandbox.envs.recording.RecordEpisodes` when ``record_dir`` is set), then
+:class:`~mtsandbox.tools.recording.RecordEpisodes` when ``record_dir`` is set), then
 ``wm_updates`` world-model updates on replayed chunks, each followed by one actor-critic
 update on ``horizon``-step imagined rollouts started from that batch's posterior states
 (lambda-returns, REINFORCE with percentile return normalisation, entropy bonus, EMA target
@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtsandbox.agents.devices import resolve_device
+from mtsandbox.agents.provenance import git_info
 from mtsandbox.agents.world_model import (
     SeqData,
     State,
@@ -56,10 +58,8 @@ from mtsandbox.agents.world_model import (
     WMTrainer,
     WorldModel,
     as_seqdata,
-    git_info,
     load_world_model,
     mlp,
-    resolve_device,
 )
 
 MB_FORMAT = "mtsandbox-model-based/1"
@@ -157,7 +157,7 @@ class ModelBasedAgent:
         if spec is not None:
             self.config.env_id = spec.id
         self.record_dir = Path(record_dir) if record_dir is not None else None
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.log = log
         if world_model is None:
             # the envs' action spaces are Discrete (cast for the type checker only)
@@ -259,7 +259,7 @@ class ModelBasedAgent:
 
             env = gym.make(self.config.env_id, **self.config.env_kwargs)
             if self.record_dir is not None:
-                from mtsandbox.envs.recording import RecordEpisodes
+                from mtsandbox.tools.recording import RecordEpisodes
 
                 env = RecordEpisodes(env, self.record_dir, bodies_each_step=False,
                                      config={"agent": "model_based",

@@ -46,7 +46,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from mtsandbox.provenance import git_info
+from mtsandbox.agents.devices import resolve_device
+from mtsandbox.agents.provenance import git_info
 
 WM_FORMAT = "mtsandbox-world-model/1"
 WM_FILE = "world_model.pt"
@@ -55,12 +56,6 @@ META_FILE = "meta.json"
 
 class WorldModelError(RuntimeError):
     """A missing or unreadable world-model checkpoint (one-line message)."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 
@@ -289,8 +284,8 @@ class SeqData:
 
     @classmethod
     def from_episode(cls, ep: Any) -> SeqData:
-        """From a :class:`mtsandbox.envs.recording.Episode` (or its directory)."""
-        from mtsandbox.envs.recording import Episode, load_episode
+        """From a :class:`mtsandbox.tools.recording.Episode` (or its directory)."""
+        from mtsandbox.tools.recording import Episode, load_episode
 
         if not isinstance(ep, Episode):
             ep = load_episode(ep)
@@ -352,7 +347,7 @@ class Replay:
 def as_seqdata(data: Any) -> list[SeqData]:
     """Episode dirs / recording roots / Episode objects / SeqData / dicts of arrays
     (``frames``, ``actions``, ``rewards``[, ``terminated``]) -> list of SeqData."""
-    from mtsandbox.envs.recording import Episode, find_episodes
+    from mtsandbox.tools.recording import Episode, find_episodes
 
     if isinstance(data, (SeqData, Episode, dict, str, os.PathLike)):
         data = [data]
@@ -387,7 +382,7 @@ class WorldModel(nn.Module):
         self.decoder = ConvDecoder(self.cfg)
         self.reward_head = mlp(self.cfg.feat, self.cfg.hidden, 1)
         self.cont_head = mlp(self.cfg.feat, self.cfg.hidden, 1)
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.to(self.device)
         self.train_steps = 0
         self.meta: dict[str, Any] = {}
@@ -685,6 +680,5 @@ __all__ = [
     "WorldModelError",
     "as_seqdata",
     "load_world_model",
-    "resolve_device",
     "train_world_model",
 ]

@@ -27,6 +27,7 @@ from mtsandbox.envs.bridge import (
     ResetReply,
     StepReply,
 )
+from mtsandbox.envs.geometry import EYE_HEIGHT
 from mtsandbox.envs.nodes import load_palette
 from mtsandbox.envs.server import MinetestServer, ServerConfig, ServerError
 
@@ -421,7 +422,7 @@ class MinetestEnv(gym.Env):
                 "dist": float(ag["look_dist"]),
                 "pos": [int(ag["look_x"]), int(ag["look_y"]), int(ag["look_z"])]}
         look["dist_nearest_trunk"] = self.world.nearest_trunk(
-            float(ag["x"]), float(ag["y"]) + 1.47, float(ag["z"]))
+            float(ag["x"]), float(ag["y"]) + EYE_HEIGHT, float(ag["z"]))
         out = self.task.evaluate(self.world, events, look, self._t)
         return out, events, look
 
@@ -447,7 +448,7 @@ class MinetestEnv(gym.Env):
         assert self.world is not None
         w = self.world
         x, y, z, yaw, pitch = (float(v) for v in w.poses[i])
-        eye = np.array([x, y + 1.47, z])
+        eye = np.array([x, y + EYE_HEIGHT, z])
         if self.cfg.render_device != "cpu":
             return self._render_torch(eye, yaw, pitch, i)
         return self._get_renderer().render(
@@ -504,7 +505,7 @@ class MinetestEnv(gym.Env):
             "tree_in_view": in_view,
             "looking_at": look["node"],
             "dist_nearest_trunk": look.get("dist_nearest_trunk")
-            if "dist_nearest_trunk" in look else self.world.nearest_trunk(x, y + 1.47, z),
+            if "dist_nearest_trunk" in look else self.world.nearest_trunk(x, y + EYE_HEIGHT, z),
             "trunks_left": len(self.world.trunks),
             "step": self._t,
             **self._view_labels(),
@@ -525,7 +526,7 @@ class MinetestEnv(gym.Env):
         # third-person camera), so leaves or trunks never fill the view.
         for dist in (4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0):
             cam, cyaw, cpitch = third_person_camera(x, y, z, yaw, -0.35, distance=dist)
-            if self._segment_clear((x, y + 1.47, z), cam):
+            if self._segment_clear((x, y + EYE_HEIGHT, z), cam):
                 break
         res = self._view_renderer.render(self.world.vox, self.world.origin, np.asarray(cam),
                                          cyaw, cpitch, bodies=self._bodies_array(),

@@ -418,7 +418,7 @@ def claim_1(ckpts, spec, ctx: Context) -> dict[str, Any]:
 def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
     """Felling strategy on recorded eval episodes (felling_stats), per seed."""
     from mtsandbox.agents.evaluate import evaluate
-    from mtsandbox.envs.recording import find_episodes, load_episode
+    from mtsandbox.tools.recording import find_episodes, load_episode
     from mtsandbox.interp.behaviour import felling_stats
 
     n_ep, max_steps = ctx.budget(spec)
@@ -533,7 +533,7 @@ def claim_3(ckpts, spec, ctx: Context) -> dict[str, Any]:
 
 def checkpoint_env_kwargs(ck: str | Path) -> dict[str, Any]:
     """The env kwargs a checkpoint was trained with (its scenario variant), from meta.json."""
-    from mtsandbox.agents.train import read_meta
+    from mtsandbox.agents.checkpoints import read_meta
 
     meta = read_meta(ck)
     return dict(meta.get("env_kwargs") or (meta.get("config") or {}).get("env_kwargs") or {})

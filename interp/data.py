@@ -10,7 +10,7 @@ whose activations are recorded; usually the same policy)::
     ds.acts["hook_conv3"].shape    # (N, 64, 4, 4) float32
     ds.labels["tree_in_view"]      # (N,) float, NaN where the label is missing
 
-Or from recordings (``envs/recording.py``): :func:`dataset_from_recordings`.
+Or from recordings (``tools/recording/``): :func:`dataset_from_recordings`.
 
 Alignment: row ``i`` is observation ``obs[i]``, the action chosen on it, and the labels of the
 info that came *with* that observation (reset info for the first frame, else the info of the
@@ -446,7 +446,7 @@ def collect_rollouts(policy: Any = "random", *, env_id: str | None = None,
     own = env is None
     if own:
         if env_id is None and isinstance(policy, (str, Path)) and str(policy) != "random":
-            from mtsandbox.agents.train import read_meta
+            from mtsandbox.agents.checkpoints import read_meta
 
             meta = read_meta(policy)
             env_id = meta.get("env_id")
@@ -484,7 +484,7 @@ def collect_rollouts(policy: Any = "random", *, env_id: str | None = None,
 
 def _recorded_episodes(paths: Sequence[str | Path] | str | Path) -> list:
     try:
-        from mtsandbox.envs.recording import find_episodes, load_episode
+        from mtsandbox.tools.recording import find_episodes, load_episode
     except ImportError as e:  # pragma: no cover - the module exists in the repo
         raise RuntimeError(f"recording module unavailable: {e}") from None
     if isinstance(paths, (str, Path)):
@@ -515,7 +515,7 @@ def spaces_from_recordings(paths: Sequence[str | Path] | str | Path):
 def dataset_from_recordings(paths: Sequence[str | Path] | str | Path, policy: Any = "random",
                             layers: Sequence[str] = HOOK_POINTS, seed: int = 0,
                             device: str = "cpu") -> ActivationDataset:
-    """Build a dataset from recorded episodes (``envs/recording.py``): frames are the
+    """Build a dataset from recorded episodes (``tools/recording/``): frames are the
     observations, labels come from the recorded info (no semantic labels; ``looking_at`` is not
     recorded). ``paths``: episode directories or roots holding them. ``policy`` as in
     :func:`~mtsandbox.interp.hooks.load_hooked` (``"random"``: a fresh network)."""

@@ -271,7 +271,7 @@ def make_report(policy: Any = "random", *, env_id: str | None = None,
     live_steps = live_steps or max_steps
 
     if env_id is None and isinstance(policy, (str, Path)) and str(policy) != "random":
-        from mtsandbox.agents.train import read_meta
+        from mtsandbox.agents.checkpoints import read_meta
 
         meta = read_meta(policy)
         env_id = meta.get("env_id")

@@ -80,7 +80,7 @@ class CheckpointPolicy:
     """A PPO checkpoint from agents/train.py, with its grayscale/frame-stack preprocessing."""
 
     def __init__(self, path: str) -> None:
-        from mtsandbox.agents.train import load_checkpoint
+        from mtsandbox.agents.checkpoints import load_checkpoint
 
         self.model, self.meta = load_checkpoint(path, device="cpu")
         cfg = self.meta.get("config", {})

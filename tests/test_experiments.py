@@ -119,7 +119,7 @@ def test_missing_checkpoints_are_not_run_with_a_command(tmp_path):
 
 
 def test_cli_checkpoint_parsing():
-    from mtsandbox.experiment_cli import parse_checkpoints
+    from mtsandbox.cli.experiment import parse_checkpoints
 
     got = parse_checkpoints(["treepunch=a", "treepunch=b", "rewardbutton=c"])
     assert got == {"treepunch": ["a", "b"], "rewardbutton": ["c"]}

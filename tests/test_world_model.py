@@ -80,7 +80,7 @@ def test_model_based_agent_in_real_env(tmp_path):
 
     import mtsandbox.envs  # noqa: F401
     from mtsandbox.agents.model_based import MBConfig, ModelBasedAgent
-    from mtsandbox.envs.recording import find_episodes, load_episode
+    from mtsandbox.tools.recording import find_episodes, load_episode
 
     wm = {"channels": 8, "embed": 64, "deter": 64, "n_cat": 8, "n_cls": 8, "hidden": 64}
     cfg = MBConfig(wm=wm, hidden=64, prefill_steps=40, collect_steps=30, wm_updates=2,
