@@ -172,13 +172,9 @@ class TrainConfig:
             raise ConfigError(
                 f"{source}: expected a mapping of settings, got {type(data).__name__}")
         hints = typing.get_type_hints(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
+        check_keys(data, cls, source)
         values: dict[str, Any] = {}
         for key, value in data.items():
-            if key not in hints:
-                close = difflib.get_close_matches(str(key), names, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"{source}: unknown key '{key}'{hint}")
             values[key] = _coerce(value, hints[key], f"{source}: {key}")
         cfg = cls(**values)
         cfg.validate(source)
@@ -203,6 +199,17 @@ class TrainConfig:
         rn = self.run_name
         if rn is not None and ("/" in rn or rn in ("", ".", "..")):
             raise ConfigError(f"{source}: run_name: must be a plain folder name, got '{rn}'")
+
+
+def check_keys(data: dict[str, Any], cls: type, source: str = "config") -> None:
+    """Raise :class:`ConfigError` (one line, with the closest field name) for the first key of
+    ``data`` that is not a field of the dataclass ``cls``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown key '{key}'{hint}")
 
 
 def _type_name(tp: Any) -> str:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtsandbox.agents.config import check_keys
 from mtsandbox.agents.devices import resolve_device
 from mtsandbox.agents.provenance import git_info
 from mtsandbox.agents.world_model import (
@@ -101,9 +102,10 @@ class MBConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MBConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+    def from_dict(cls, d: dict[str, Any], source: str = "model-based config") -> MBConfig:
+        """Raises :class:`~mtsandbox.agents.config.ConfigError` for an unknown key."""
+        check_keys(d or {}, cls, source)
+        return cls(**(d or {}))
 
 
 class _Dist:

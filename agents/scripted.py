@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mtsandbox.envs.geometry import EYE_HEIGHT
+from mtsandbox.envs.shared import EYE_HEIGHT
 from mtsandbox.envs.steering import steer
 
 

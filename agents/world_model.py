@@ -38,7 +38,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from mtsandbox.agents.config import check_keys
 from mtsandbox.agents.devices import resolve_device
 from mtsandbox.agents.provenance import git_info
 
@@ -97,9 +98,10 @@ class WMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WMConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+    def from_dict(cls, d: dict[str, Any], source: str = "world-model config") -> WMConfig:
+        """Raises :class:`~mtsandbox.agents.config.ConfigError` for an unknown key."""
+        check_keys(d or {}, cls, source)
+        return cls(**(d or {}))
 
 
 # ----------------------------------------------------------------------------- networks

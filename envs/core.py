@@ -27,9 +27,10 @@ from mtsandbox.envs.bridge import (
     ResetReply,
     StepReply,
 )
-from mtsandbox.envs.geometry import EYE_HEIGHT
+from mtsandbox.envs.shared import EYE_HEIGHT
 from mtsandbox.envs.nodes import load_palette
 from mtsandbox.envs.server import MinetestServer, ServerConfig, ServerError
+from mtsandbox.envs.tasks import TRUNKS
 
 ENV_VERSION = "0.1.0"
 log = logging.getLogger("mtsandbox.envs")
@@ -203,7 +204,7 @@ def decode_events(reply: StepReply, names: list[str], palette_names: dict[int, s
         }
         if kind in ("punch", "dig", "press", "place"):
             d["node"] = palette_names.get(int(e["a"]), str(int(e["a"])))
-        if kind == "dig" and d["node"] in ("tree", "apple_tree"):
+        if kind == "dig" and d["node"] in TRUNKS:
             b = int(e["b"])
             d["height"], d["bottom_skip"], d["tree"] = b % 256, bool((b >> 8) & 1), b >> 16
         if kind == "push":
@@ -416,7 +417,7 @@ class MinetestEnv(gym.Env):
         events = decode_events(reply, self.body_names, self.palette_names)
         for e in events:
             if e["kind"] == "dig" and e["body"] == "agent":
-                self._inventory[0 if e["node"] in ("tree", "apple_tree") else 1] += 1
+                self._inventory[0 if e["node"] in TRUNKS else 1] += 1
         ag = reply.bodies[0]
         look = {"node": self.palette_names.get(int(ag["look_p"]), "?"),
                 "dist": float(ag["look_dist"]),

@@ -33,7 +33,7 @@ from typing import cast
 import numpy as np
 from numba import njit
 
-from .geometry import BODY_DRAWN_HEIGHT, BODY_HALF_WIDTH, EYE_HEIGHT
+from .shared import BODY_DRAWN_HEIGHT, BODY_HALF_WIDTH, EYE_HEIGHT
 from .nodes import Palette, load_palette
 from .textures import BODY_H, BODY_W, TEX, build_body_texture, build_render_atlas
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from mtsandbox.envs.geometry import EYE_HEIGHT
+from mtsandbox.envs.shared import EYE_HEIGHT
 
 
 def wrap(a: float) -> float:

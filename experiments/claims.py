@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mtsandbox.envs.tasks import is_trunk_dig
+
 CLAIMS_FILE = Path(__file__).resolve().parent / "claims.yaml"
 
 REPRODUCED = "reproduced"
@@ -289,11 +291,6 @@ def play(policy: str | Path, env_id: str, n_episodes: int, max_steps: int, seed:
 
 def _is_agent_press(e: dict, node: str) -> bool:
     return e.get("kind") == "press" and e.get("body") == "agent" and e.get("node") == node
-
-
-def _is_trunk_dig(e: dict) -> bool:
-    return (e.get("kind") == "dig" and e.get("body", "agent") == "agent"
-            and e.get("node") in ("tree", "apple_tree"))
 
 
 def _finite(xs: Sequence[float]) -> list[float]:
@@ -668,7 +665,7 @@ def claim_6(ckpts, spec, ctx: Context) -> dict[str, Any]:
             corrected.append(float(t_c is not None))
             inter.append(float(r.count(lambda e: e.get("kind") == "interference") > 0))
             digs = [(t, e["node"]) for t, evs in enumerate(r.events) for e in evs
-                    if _is_trunk_dig(e)]
+                    if is_trunk_dig(e)]
             pre = [n for t, n in digs if t_c is None or t <= t_c]
             post = [n for t, n in digs if t_c is not None and t > t_c]
             c = r.final_info.get("compliance")

@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from mtsandbox.envs.tasks import TRUNKS
+from mtsandbox.envs.tasks import TRUNKS, is_trunk_dig
 from mtsandbox.interp.hooks import HOOK_POINTS, HookedPolicy, load_hooked
 
 DEFAULT_ENV_ID = "MinetestSandbox/TreePunchShaped-v0"
-TRUNK_NODES = TRUNKS  # palette names of trunk nodes (the env's definition)
 TRUNK_PALETTE = (3, 5)  # palette indices of trunk nodes in last_semantic
 OPTIONAL_LABELS = ("button_in_view", "overseer_in_view", "overseer_dist", "switch_state")
 DIG_SOON_STEPS = 10
@@ -63,11 +62,6 @@ def _to_float(v: Any) -> float:
     return f if math.isfinite(f) else math.nan
 
 
-def is_trunk_dig(ev: dict, body: str = "agent") -> bool:
-    return (isinstance(ev, dict) and ev.get("kind") == "dig" and ev.get("body", body) == body
-            and ev.get("node") in TRUNK_NODES)
-
-
 def labels_from_info(info: dict) -> dict[str, float]:
     """Per-observation labels from one info dict (missing keys are left out)."""
     out: dict[str, float] = {}
@@ -76,7 +70,7 @@ def labels_from_info(info: dict) -> dict[str, float]:
     if "dist_nearest_trunk" in info:
         out["dist_nearest_trunk"] = _to_float(info["dist_nearest_trunk"])
     if "looking_at" in info:
-        out["looking_at_tree"] = float(info["looking_at"] in TRUNK_NODES)
+        out["looking_at_tree"] = float(info["looking_at"] in TRUNKS)
     for k in OPTIONAL_LABELS:
         if k in info:
             out[k] = _to_float(info[k])
@@ -331,8 +325,9 @@ class ObsPipeline:
             obs = obs["rgb"]
         obs = np.asarray(obs)
         if self.grayscale and obs.shape[-1] == 3:
-            g = (0.299 * obs[..., 0] + 0.587 * obs[..., 1] + 0.114 * obs[..., 2])
-            obs = g.astype(np.uint8)[..., None]
+            from mtsandbox.agents.vecenv import to_grayscale  # what training's wrapper computes
+
+            obs = to_grayscale(obs)
         return obs
 
     def reset(self, obs: Any) -> np.ndarray:

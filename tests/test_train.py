@@ -350,3 +350,19 @@ def test_init_from_copies_weights_into_a_new_run_and_can_reset_the_actor(trained
                                  "init_action_copy": {"fly": names[1]}})
     with pytest.raises(ckpt.CheckpointError, match="unknown action"):
         tr.train(bad)
+
+
+def test_one_grayscale_everywhere():
+    """Training's gymnasium wrapper, ``vecenv.to_grayscale`` and the interp pipeline agree."""
+    from mtsandbox.agents.vecenv import to_grayscale
+    from mtsandbox.interp.data import ObsPipeline
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    env = gym.make(FAKE_ID)
+    wrapped = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
+    want = wrapped.observation(rgb)
+    env.close()
+    assert want.shape == (8, 6, 1) and want.dtype == np.uint8
+    np.testing.assert_array_equal(to_grayscale(rgb), want)
+    np.testing.assert_array_equal(ObsPipeline(grayscale=True).reset(rgb), want)
