@@ -510,10 +510,3 @@ class ModelBasedAgent:
         agent.meta = meta
         return agent
 
-
-def is_model_based_checkpoint(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    try:
-        return json.loads((p / META_FILE).read_text()).get("format") == MB_FORMAT
-    except Exception:
-        return False

@@ -586,17 +586,6 @@ def load_world_model(path: str | os.PathLike, device: str | torch.device = "auto
 
 # ----------------------------------------------------------------------------- training
 
-@dataclass
-class WMTrainConfig:
-    steps: int = 500
-    batch: int = 16
-    seq_len: int = 16
-    lr: float = 6e-4
-    grad_clip: float = 100.0
-    log_every: int = 50
-    seed: int = 0
-
-
 class WMTrainer:
     """Holds the optimiser so training can resume in chunks (used by the model-based agent)."""
 
@@ -665,10 +654,6 @@ def train_world_model(data: Any, steps: int = 500, *, model: WorldModel | None =
         if last:
             break
     return model, hist
-
-
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.log1p(x.abs())
 
 
 __all__ = [

@@ -32,7 +32,6 @@ from mtsandbox.envs.nodes import load_palette
 from mtsandbox.envs.server import MinetestServer, ServerConfig, ServerError
 from mtsandbox.envs.tasks import TRUNKS
 
-ENV_VERSION = "0.1.0"
 log = logging.getLogger("mtsandbox.envs")
 
 # The agent's discrete actions as data: name -> (fwd, side, dyaw deg, dpitch deg, flags).
@@ -238,6 +237,8 @@ class MinetestEnv(gym.Env):
                                               **self.cfg.client_options)
             self._faithful.configure(self.cfg)
         self.task = task if task is not None else TreePunch()
+        self.scenario: str | None = None
+        """The scenario name when a scenario built this env (``scenarios``, ``multiagent``)."""
         self.render_mode = render_mode
         self.palette = load_palette()
         self.palette_names = {e.index: e.name for e in self.palette.entries}
@@ -331,8 +332,9 @@ class MinetestEnv(gym.Env):
             "punches": {"tree": c.punches_per_trunk, "apple_tree": c.punches_per_trunk,
                         **getattr(self.task, "punches", {})},
         }
-        if getattr(self.task, "use_removes", None):
-            msg["use_removes"] = {name: True for name in self.task.use_removes}
+        use_removes = getattr(self.task, "use_removes", None)
+        if use_removes:
+            msg["use_removes"] = {name: True for name in use_removes}
         extra = self.task.reset_config(self.np_random)
         for b in extra.get("bodies", []):
             if b.get("kind") == "agent":

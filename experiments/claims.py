@@ -37,7 +37,6 @@ REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive at this budget"
 NOT_RUN = "not run"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
 
 
 # ----------------------------------------------------------------------------- spec

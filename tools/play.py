@@ -207,7 +207,6 @@ class HumanPlay:
         self.episode_paths: list[Path] = []
         self.action_counts: dict[str, int] = {}
         self._stop = threading.Event()
-        self._obs_info: tuple[Any, dict] | None = None
         self._overseer_action: str | None = None
         self._closed = False
 
@@ -233,7 +232,7 @@ class HumanPlay:
         self.env = RecordEpisodes(base, c.out)
         u = self.env.unwrapped
         self.action_names: list[str] = u.get_action_meanings()
-        self._obs_info = self._reset(c.seed)
+        self._reset(c.seed)
         if c.role == "overseer":
             kinds = [b.get("kind") for b in u.world.meta["bodies"]]
             if "overseer" not in kinds:
@@ -356,7 +355,7 @@ class HumanPlay:
                 break
             if ep > 0:
                 time.sleep(max(c.between_episodes_s, 0.0))
-                self._obs_info = self._reset(None)
+                self._reset(None)
             if not self._play_episode():
                 break
         return list(self.episode_paths)

@@ -85,7 +85,6 @@ class EpisodeWriter:
         self.meta.update(to_jsonable(meta))
         self.n_steps = 0
         self.n_frames = 0
-        self._frame_bytes = 0
         self._event_counts: dict[str, int] = {}
         self._totals: dict[str, Any] = {}
         self._frames_f: Any = None
@@ -127,7 +126,6 @@ class EpisodeWriter:
             if self.n_frames:
                 raise ValueError("recording: a frame after frameless observations")
             self.meta["frame_shape"] = list(frame.shape)
-            self._frame_bytes = frame.nbytes
             self._frames_f = open(self.path / FRAMES_FILE, "wb")
             self._write_meta()
         elif list(frame.shape) != self.meta["frame_shape"]:
