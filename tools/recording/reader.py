@@ -13,16 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from mtsandbox.tools.recording.format import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    FRAMES_FILE,
-    META_FILE,
-    STEPS_FILE,
-    WORLD_FILE,
-    RecordingError,
-    palette_names,
-)
+from mtsandbox.tools.recording import format as fmt
+from mtsandbox.tools.recording.format import RecordingError
 
 
 @dataclass
@@ -101,7 +93,7 @@ class Episode:
     def world(self) -> dict | None:
         """The reset world snapshot: ``vox``, ``origin``, ``palette`` (names), ``bodies``."""
         if self._world is None:
-            p = self.path / WORLD_FILE
+            p = self.path / fmt.WORLD_FILE
             if not p.exists():
                 return None
             try:
@@ -109,7 +101,7 @@ class Episode:
                     w: dict[str, Any] = {k: z[k] for k in z.files}
             except Exception as e:
                 raise RecordingError(f"corrupt world snapshot {p}: {_one_line(e)}") from None
-            w["palette"] = [str(s) for s in w.get("palette", np.asarray(palette_names()))]
+            w["palette"] = [str(s) for s in w.get("palette", np.asarray(fmt.palette_names()))]
             w["bodies"] = json.loads(str(w.pop("bodies_json", "[]")))
             w["extra"] = json.loads(str(w.pop("extra_json", "{}")))
             self._world = w
@@ -134,25 +126,25 @@ def load_episode(path: str | os.PathLike) -> Episode:
     """Load an episode directory. Interrupted recordings load with ``complete=False`` and
     ``truncated_recording=True``; malformed ones raise :class:`RecordingError` (one line)."""
     path = Path(path)
-    mp = path / META_FILE
+    mp = path / fmt.META_FILE
     if not path.is_dir():
         raise RecordingError(f"not an episode directory: {path}")
     if not mp.exists():
-        raise RecordingError(f"not an episode directory (no {META_FILE}): {path}")
+        raise RecordingError(f"not an episode directory (no {fmt.META_FILE}): {path}")
     try:
         meta = json.loads(mp.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RecordingError(f"corrupt {mp}: not valid JSON ({_one_line(e)})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+    if not isinstance(meta, dict) or meta.get("format") != fmt.FORMAT_NAME:
         raise RecordingError(
-            f"corrupt {mp}: not a {FORMAT_NAME} meta file "
+            f"corrupt {mp}: not a {fmt.FORMAT_NAME} meta file "
             f"(format={meta.get('format') if isinstance(meta, dict) else None!r})"
         )
     ver = meta.get("version")
-    if not isinstance(ver, int) or ver < 1 or ver > FORMAT_VERSION:
+    if not isinstance(ver, int) or ver < 1 or ver > fmt.FORMAT_VERSION:
         raise RecordingError(
             f"{mp}: unsupported recording format version {ver!r} "
-            f"(this reader supports 1..{FORMAT_VERSION})"
+            f"(this reader supports 1..{fmt.FORMAT_VERSION})"
         )
 
     problems: list[str] = []
@@ -162,7 +154,7 @@ def load_episode(path: str | os.PathLike) -> Episode:
 
     # steps.jsonl: a partial last line is a crash artefact; a bad line earlier is corruption.
     steps: list[dict] = []
-    sp = path / STEPS_FILE
+    sp = path / fmt.STEPS_FILE
     if sp.exists():
         raw = sp.read_bytes()
         lines = raw.split(b"\n")
@@ -177,7 +169,7 @@ def load_episode(path: str | os.PathLike) -> Episode:
                     raise ValueError("line is not a JSON object")
             except (ValueError, UnicodeDecodeError) as e:
                 if last and (tail_partial or not complete):
-                    problems.append(f"partial last line {n + 1} of {STEPS_FILE} dropped")
+                    problems.append(f"partial last line {n + 1} of {fmt.STEPS_FILE} dropped")
                     break
                 raise RecordingError(f"corrupt {sp}: line {n + 1}: {_one_line(e)}") from None
             steps.append(rec)
@@ -186,7 +178,7 @@ def load_episode(path: str | os.PathLike) -> Episode:
 
     frames: np.ndarray | None = None
     shape = meta.get("frame_shape")
-    fp = path / FRAMES_FILE
+    fp = path / fmt.FRAMES_FILE
     if shape:
         try:
             shape = tuple(int(s) for s in shape)
@@ -197,7 +189,8 @@ def load_episode(path: str | os.PathLike) -> Episode:
         n_full = size // fbytes if fbytes else 0
         if size % fbytes:
             problems.append(
-                f"partial last frame in {FRAMES_FILE} dropped ({size % fbytes} of {fbytes} bytes)"
+                f"partial last frame in {fmt.FRAMES_FILE} dropped "
+                f"({size % fbytes} of {fbytes} bytes)"
             )
         # Align: frames = steps + 1. Frames are written before their step line.
         n_steps = min(len(steps), max(n_full - 1, 0))
@@ -226,7 +219,7 @@ def load_episode(path: str | os.PathLike) -> Episode:
 
 
 def is_episode_dir(path: str | os.PathLike) -> bool:
-    return (Path(path) / META_FILE).is_file()
+    return (Path(path) / fmt.META_FILE).is_file()
 
 
 def find_episodes(root: str | os.PathLike, max_depth: int = 4) -> list[Path]:

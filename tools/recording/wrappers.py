@@ -121,10 +121,10 @@ class _Recorder:
 
     env: Any
 
-    def _init_recorder(self, root: str | os.PathLike,
-                       frame_fn: Callable[[Any], np.ndarray | None] | None,
-                       episode_trigger: Callable[[int], bool] | None, config: Any,
-                       bodies_each_step: bool, fsync: bool) -> None:
+    def _init_recorder(self, root: str | os.PathLike, *,
+                       frame_fn: Callable[[Any], np.ndarray | None] | None = None,
+                       episode_trigger: Callable[[int], bool] | None = None, config: Any = None,
+                       bodies_each_step: bool = True, fsync: bool = False) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.frame_fn = frame_fn or default_frame_fn
@@ -200,7 +200,8 @@ class RecordEpisodes(_Recorder, gym.Wrapper):
         fsync: bool = False,
     ):
         gym.Wrapper.__init__(self, env)
-        self._init_recorder(root, frame_fn, episode_trigger, config, bodies_each_step, fsync)
+        self._init_recorder(root, frame_fn=frame_fn, episode_trigger=episode_trigger,
+                            config=config, bodies_each_step=bodies_each_step, fsync=fsync)
 
     def set_policy_outputs(self, value: Any = None, probs: Any = None, **extra: Any) -> None:
         """Attach the policy's value estimate / action probabilities (and any extra JSON-able
@@ -273,19 +274,9 @@ class RecordParallelEpisodes(_Recorder, _BaseParallelWrapper):  # type: ignore[m
     outputs. Other arguments are those of :class:`RecordEpisodes`.
     """
 
-    def __init__(
-        self,
-        env,
-        root: str | os.PathLike,
-        *,
-        frame_fn: Callable[[Any], np.ndarray | None] | None = None,
-        episode_trigger: Callable[[int], bool] | None = None,
-        config: Any = None,
-        bodies_each_step: bool = True,
-        fsync: bool = False,
-    ):
+    def __init__(self, env, root: str | os.PathLike, **options: Any):
         _BaseParallelWrapper.__init__(self, env)
-        self._init_recorder(root, frame_fn, episode_trigger, config, bodies_each_step, fsync)
+        self._init_recorder(root, **options)
         self._agent_order: list = []
         self._frame_shape: tuple | None = None
 

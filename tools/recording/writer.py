@@ -12,17 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mtsandbox.tools.recording.format import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    FRAMES_FILE,
-    META_FILE,
-    STEPS_FILE,
-    WORLD_FILE,
-    dumps,
-    palette_names,
-    to_jsonable,
-)
+from mtsandbox.tools.recording import format as fmt
 
 
 def _now() -> str:
@@ -45,10 +35,10 @@ def save_world_snapshot(path: Path, snap: dict) -> None:
         arrays["vox"] = np.asarray(snap["vox"], dtype=np.uint8)
     if snap.get("origin") is not None:
         arrays["origin"] = np.asarray(snap["origin"], dtype=np.int64).reshape(3)
-    arrays["palette"] = np.asarray(palette_names())
-    arrays["bodies_json"] = np.asarray(dumps(snap.get("bodies") or []))
+    arrays["palette"] = np.asarray(fmt.palette_names())
+    arrays["bodies_json"] = np.asarray(fmt.dumps(snap.get("bodies") or []))
     extra = {k: v for k, v in snap.items() if k not in ("vox", "origin", "bodies")}
-    arrays["extra_json"] = np.asarray(dumps(extra))
+    arrays["extra_json"] = np.asarray(fmt.dumps(extra))
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
@@ -65,8 +55,8 @@ class EpisodeWriter:
         self.path.mkdir(parents=True, exist_ok=False)
         self.fsync = fsync
         self.meta = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "format": fmt.FORMAT_NAME,
+            "version": fmt.FORMAT_VERSION,
             "env_id": None,
             "seed": None,
             "config": None,
@@ -82,20 +72,20 @@ class EpisodeWriter:
             "totals": None,
             "event_counts": None,
         }
-        self.meta.update(to_jsonable(meta))
+        self.meta.update(fmt.to_jsonable(meta))
         self.n_steps = 0
         self.n_frames = 0
         self._event_counts: dict[str, int] = {}
         self._totals: dict[str, Any] = {}
         self._frames_f: Any = None
-        self._steps_f = open(self.path / STEPS_FILE, "w", encoding="utf-8")
+        self._steps_f = open(self.path / fmt.STEPS_FILE, "w", encoding="utf-8")
         self.closed = False
         self._write_meta()
 
     # -- internals
     def _write_meta(self) -> None:
         _atomic_write_text(
-            self.path / META_FILE, json.dumps(self.meta, indent=1, allow_nan=False) + "\n"
+            self.path / fmt.META_FILE, json.dumps(self.meta, indent=1, allow_nan=False) + "\n"
         )
 
     def _flush(self, f) -> None:
@@ -108,7 +98,7 @@ class EpisodeWriter:
         if not snap:
             return
         try:
-            save_world_snapshot(self.path / WORLD_FILE, snap)
+            save_world_snapshot(self.path / fmt.WORLD_FILE, snap)
             self.meta["has_world"] = True
             self._write_meta()
         except Exception as e:  # a snapshot must never break a run
@@ -126,7 +116,7 @@ class EpisodeWriter:
             if self.n_frames:
                 raise ValueError("recording: a frame after frameless observations")
             self.meta["frame_shape"] = list(frame.shape)
-            self._frames_f = open(self.path / FRAMES_FILE, "wb")
+            self._frames_f = open(self.path / fmt.FRAMES_FILE, "wb")
             self._write_meta()
         elif list(frame.shape) != self.meta["frame_shape"]:
             raise ValueError(
@@ -141,7 +131,7 @@ class EpisodeWriter:
         """Append frame ``t + 1`` then the step line (this order keeps crash recovery simple:
         a step line on disk always has its frame)."""
         self.add_frame(frame)
-        rec = to_jsonable(record)
+        rec = fmt.to_jsonable(record)
         self._steps_f.write(json.dumps(rec, separators=(",", ":"), allow_nan=False) + "\n")
         self._flush(self._steps_f)
         self.n_steps += 1
@@ -180,7 +170,7 @@ class EpisodeWriter:
             complete=True,
             end_reason=end_reason,
             n_steps=self.n_steps,
-            totals=to_jsonable(self._totals),
+            totals=fmt.to_jsonable(self._totals),
             event_counts=dict(self._event_counts),
         )
         self._write_meta()
