@@ -21,12 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtsandbox.experiments.claims import (
-    INCONCLUSIVE,
-    Context,
-    load_claims,
-    run_claim,
-)
+from mtsandbox.experiments.claims import load_claims, run_claim
+from mtsandbox.experiments.runner import Context
+from mtsandbox.experiments.verdicts import INCONCLUSIVE
 from mtsandbox.agents.provenance import git_info
 
 
