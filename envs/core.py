@@ -236,7 +236,7 @@ class MinetestEnv(gym.Env):
             self._faithful = FaithfulObserver(self.cfg.width, self.cfg.height, self.cfg.fov_deg,
                                               **self.cfg.client_options)
             self._faithful.configure(self.cfg)
-        self.task = task if task is not None else TreePunch()
+        self.task: Any = task if task is not None else TreePunch()  # a Task: duck-typed extras
         self.scenario: str | None = None
         """The scenario name when a scenario built this env (``scenarios``, ``multiagent``)."""
         self.render_mode = render_mode
@@ -332,9 +332,8 @@ class MinetestEnv(gym.Env):
             "punches": {"tree": c.punches_per_trunk, "apple_tree": c.punches_per_trunk,
                         **getattr(self.task, "punches", {})},
         }
-        use_removes = getattr(self.task, "use_removes", None)
-        if use_removes:
-            msg["use_removes"] = {name: True for name in use_removes}
+        if getattr(self.task, "use_removes", None):
+            msg["use_removes"] = {name: True for name in self.task.use_removes}
         extra = self.task.reset_config(self.np_random)
         for b in extra.get("bodies", []):
             if b.get("kind") == "agent":

@@ -16,7 +16,6 @@ import torch
 from fake_env import FAKE_ID, FAKE_SHAPED_ID, register_fake_envs
 
 from mtsandbox import cli as mcli
-from mtsandbox.agents import checkpoints as ckpt
 from mtsandbox.agents import train as tr
 from mtsandbox.agents.evaluate import EpisodeTracker, evaluate, mean_ci95
 from mtsandbox.agents.policy import HOOK_NAMES, MinetestCNN, make_policy_kwargs
@@ -158,7 +157,7 @@ def test_train_writes_checkpoints_and_logs(trained):
 
 def test_checkpoint_meta_and_load(trained):
     cfg, result = trained
-    model, meta = ckpt.load_checkpoint(result.final_checkpoint)
+    model, meta = tr.load_checkpoint(result.final_checkpoint)
     assert meta["step"] == 64 == model.num_timesteps
     assert meta["env_id"] == FAKE_ID and meta["env_version"] == 0
     assert meta["config"] == cfg.to_dict() and meta["config"]["frame_stack"] == 2
@@ -166,7 +165,7 @@ def test_checkpoint_meta_and_load(trained):
     assert meta["algo"] == "ppo" and meta["tag"] == "final"
     assert "git_commit" in meta and "mtsandbox_version" in meta
     # a run directory resolves to its final checkpoint
-    _, meta2 = ckpt.load_checkpoint(result.run_dir)
+    _, meta2 = tr.load_checkpoint(result.run_dir)
     assert meta2["path"] == str(result.final_checkpoint)
     obs = np.zeros((1, 64, 64, 2), np.uint8)  # grayscale x 2 stacked, channel-last
     action, _ = model.predict(obs)
@@ -190,6 +189,22 @@ def test_evaluate_checkpoint_and_random(trained, tmp_path):
     assert rnd.summary["length"]["mean"] == 10 and rnd.policy == "random"
 
 
+def test_one_grayscale_everywhere():
+    """Training's gymnasium wrapper, ``vecenv.to_grayscale`` and the interp pipeline agree."""
+    from mtsandbox.agents.vecenv import to_grayscale
+    from mtsandbox.interp.data import ObsPipeline
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    env = gym.make(FAKE_ID)
+    wrapped = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
+    want = wrapped.observation(rgb)
+    env.close()
+    assert want.shape == (8, 6, 1) and want.dtype == np.uint8
+    np.testing.assert_array_equal(to_grayscale(rgb), want)
+    np.testing.assert_array_equal(ObsPipeline(grayscale=True).reset(rgb), want)
+
+
 def test_evaluate_records_episodes(trained, tmp_path):
     recording = pytest.importorskip("mtsandbox.tools.recording")
     _, result = trained
@@ -208,28 +223,28 @@ def test_resume_continues_step_count(trained):
     cfg2 = TrainConfig.from_dict({**cfg.to_dict(), "total_steps": 96, "eval_every": 0})
     res2 = tr.train(cfg2, resume=result.run_dir / "checkpoints" / "step_000000064")
     assert res2.run_dir == result.run_dir and res2.steps == 32
-    _, meta = ckpt.load_checkpoint(res2.final_checkpoint)
+    _, meta = tr.load_checkpoint(res2.final_checkpoint)
     assert meta["step"] == 96
 
 
 def test_load_checkpoint_errors(tmp_path, trained):
     _, result = trained
-    with pytest.raises(ckpt.CheckpointError, match="checkpoint not found"):
-        ckpt.load_checkpoint(tmp_path / "missing")
+    with pytest.raises(tr.CheckpointError, match="checkpoint not found"):
+        tr.load_checkpoint(tmp_path / "missing")
     bad = tmp_path / "bad"
     bad.mkdir()
-    with pytest.raises(ckpt.CheckpointError, match=r"no meta\.json"):
-        ckpt.load_checkpoint(bad)
+    with pytest.raises(tr.CheckpointError, match=r"no meta\.json"):
+        tr.load_checkpoint(bad)
     (bad / "meta.json").write_text("{not json")
-    with pytest.raises(ckpt.CheckpointError, match="corrupt checkpoint"):
-        ckpt.load_checkpoint(bad)
+    with pytest.raises(tr.CheckpointError, match="corrupt checkpoint"):
+        tr.load_checkpoint(bad)
     meta = json.loads((result.final_checkpoint / "meta.json").read_text())
     (bad / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(ckpt.CheckpointError, match=r"model\.zip missing"):
-        ckpt.load_checkpoint(bad)
+    with pytest.raises(tr.CheckpointError, match=r"model\.zip missing"):
+        tr.load_checkpoint(bad)
     (bad / "model.zip").write_bytes(b"garbage")
-    with pytest.raises(ckpt.CheckpointError, match="corrupt checkpoint") as ei:
-        ckpt.load_checkpoint(bad)
+    with pytest.raises(tr.CheckpointError, match="corrupt checkpoint") as ei:
+        tr.load_checkpoint(bad)
     assert "\n" not in str(ei.value)
 
 
@@ -320,7 +335,7 @@ def test_bench_learning_on_fake_env(tmp_path):
 
 def test_init_from_copies_weights_into_a_new_run_and_can_reset_the_actor(trained, tmp_path):
     cfg, result = trained
-    src, _ = ckpt.load_checkpoint(result.final_checkpoint)
+    src, _ = tr.load_checkpoint(result.final_checkpoint)
     for reset in (False, True):
         cfg2 = TrainConfig.from_dict({**cfg.to_dict(), "total_steps": 1, "n_steps": 32,
                                       "eval_every": 0, "checkpoint_every": 0,
@@ -328,7 +343,7 @@ def test_init_from_copies_weights_into_a_new_run_and_can_reset_the_actor(trained
                                       "lr": 1e-12, "init_from": str(result.final_checkpoint),
                                       "init_reset_actor": reset})
         res = tr.train(cfg2)
-        model, meta = ckpt.load_checkpoint(res.final_checkpoint)
+        model, meta = tr.load_checkpoint(res.final_checkpoint)
         assert meta["step"] == 32 and meta["init_from"] == str(result.final_checkpoint)
         a, b = model.policy.state_dict(), src.policy.state_dict()
         conv = next(k for k in a if "features_extractor" in k and k.endswith("weight"))
@@ -337,32 +352,16 @@ def test_init_from_copies_weights_into_a_new_run_and_can_reset_the_actor(trained
         assert same_head is (not reset)
         if reset:
             assert a["action_net.weight"].abs().max() < 0.05  # near-uniform policy
-    names = ckpt.read_meta(result.final_checkpoint)["action_meanings"]
+    names = tr.read_meta(result.final_checkpoint)["action_meanings"]
     cfg3 = TrainConfig.from_dict({**cfg.to_dict(), "total_steps": 1, "n_steps": 32,
                                   "eval_every": 0, "checkpoint_every": 0, "lr": 1e-12,
                                   "run_dir": str(tmp_path), "run_name": "copy",
                                   "init_from": str(result.final_checkpoint),
                                   "init_action_copy": {names[0]: names[1]}})
-    model, _ = ckpt.load_checkpoint(tr.train(cfg3).final_checkpoint)
+    model, _ = tr.load_checkpoint(tr.train(cfg3).final_checkpoint)
     w, b = model.policy.action_net.weight, model.policy.action_net.bias
     assert torch.allclose(w[0], w[1]) and float(b[1] - b[0]) == pytest.approx(np.log(2), abs=1e-5)
     bad = TrainConfig.from_dict({**cfg3.to_dict(), "run_name": "bad",
                                  "init_action_copy": {"fly": names[1]}})
-    with pytest.raises(ckpt.CheckpointError, match="unknown action"):
+    with pytest.raises(tr.CheckpointError, match="unknown action"):
         tr.train(bad)
-
-
-def test_one_grayscale_everywhere():
-    """Training's gymnasium wrapper, ``vecenv.to_grayscale`` and the interp pipeline agree."""
-    from mtsandbox.agents.vecenv import to_grayscale
-    from mtsandbox.interp.data import ObsPipeline
-
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)
-    env = gym.make(FAKE_ID)
-    wrapped = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
-    want = wrapped.observation(rgb)
-    env.close()
-    assert want.shape == (8, 6, 1) and want.dtype == np.uint8
-    np.testing.assert_array_equal(to_grayscale(rgb), want)
-    np.testing.assert_array_equal(ObsPipeline(grayscale=True).reset(rgb), want)
