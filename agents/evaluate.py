@@ -16,7 +16,7 @@ Per-episode metrics: ``observed_return`` (sum of ``info["observed_reward"]``),
 ``events/<kind>`` (count of ``info["events"]`` entries of that kind). The summary gives mean,
 std, min, max and the half-width of a 95% Student-t confidence interval for each.
 
-Recording: ``record_dir`` wraps the env in ``mtsandbox.envs.recording.RecordEpisodes`` (exactly
+Recording: ``record_dir`` wraps the env in ``mtsandbox.tools.recording.RecordEpisodes`` (exactly
 the ``n_episodes`` evaluated episodes are written, with the policy's value and action
 probabilities per step); ``env_wrapper`` applies any other gymnasium wrapper right after
 ``gymnasium.make``; ``step_hook`` is called once per env step with a :class:`StepRecord`
@@ -252,9 +252,12 @@ def evaluate(
     ``record_dir``: record the episodes there (see the module docstring); ``env_wrapper``: wrap
     the env (after ``gymnasium.make``, before grayscale); both ignored when ``venv`` is given.
     """
-    from mtsandbox.agents import train as tr  # lazy: train imports this module
+    from mtsandbox.agents.checkpoints import load_checkpoint
+    from mtsandbox.agents.config import TrainConfig
+    from mtsandbox.agents.devices import resolve_device
+    from mtsandbox.agents.vecenv import close_quietly, get_action_meanings, make_vec_env
 
-    if venv is None and tr.resolve_device(device) == "cpu":
+    if venv is None and resolve_device(device) == "cpu":
         # The env's server needs the other core: a second OpenMP thread spinning against it
         # made each inference ~7x slower on 2 cores.
         torch.set_num_threads(1)
@@ -262,16 +265,16 @@ def evaluate(
     model = None
     if isinstance(policy, (str, Path)) and str(policy) == "random":
         policy_name = "random"
-        cfg = tr.TrainConfig(env_id=env_id or tr.TrainConfig.env_id, env_kwargs=env_kwargs or {},
-                             seed=seed, n_envs=1)
+        cfg = TrainConfig(env_id=env_id or TrainConfig.env_id, env_kwargs=env_kwargs or {},
+                          seed=seed, n_envs=1)
     else:
         if isinstance(policy, (str, Path)):
-            model, meta = tr.load_checkpoint(policy, device=device)
+            model, meta = load_checkpoint(policy, device=device)
             policy_name = str(policy)
-            cfg = tr.TrainConfig.from_dict(meta.get("config", {}), source=f"{policy} meta.json")
+            cfg = TrainConfig.from_dict(meta.get("config", {}), source=f"{policy} meta.json")
         else:
             model, policy_name = policy, type(policy).__name__
-            cfg = tr.TrainConfig()
+            cfg = TrainConfig()
         cfg.n_envs = 1
         cfg.seed = seed
         if env_id is not None:
@@ -283,8 +286,8 @@ def evaluate(
         env_wrapper = _recording_wrapper(record_dir, n_episodes, env_wrapper)
     own_env = venv is None
     if own_env:
-        venv = tr.make_vec_env(cfg, n_envs=1, seed=seed, force_dummy=True,
-                               env_wrapper=env_wrapper)
+        venv = make_vec_env(cfg, n_envs=1, seed=seed, force_dummy=True,
+                            env_wrapper=env_wrapper)
     try:
         venv.seed(seed)
         if model is None:
@@ -296,7 +299,7 @@ def evaluate(
             def act(obs):
                 return model.predict(obs, deterministic=deterministic)[0]
 
-        action_meanings = tr.get_action_meanings(venv) or meta.get("action_meanings")
+        action_meanings = get_action_meanings(venv) or meta.get("action_meanings")
         before_step = None
         if record_dir is not None and own_env:
             before_step = functools.partial(_send_policy_outputs, venv, model)
@@ -306,7 +309,7 @@ def evaluate(
         wall = time.perf_counter() - t0
     finally:
         if own_env:
-            tr.close_quietly(venv)
+            close_quietly(venv)
     return EvalReport(
         policy=policy_name, env_id=cfg.env_id, n_episodes=n_episodes, seed=seed,
         deterministic=deterministic, wall_s=wall, env_steps=sum(e.length for e in episodes),
@@ -318,7 +321,7 @@ def evaluate(
 
 def _recording_wrapper(record_dir: str | Path, n_episodes: int,
                        inner: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    from mtsandbox.envs.recording import RecordEpisodes, next_episode_index
+    from mtsandbox.tools.recording import RecordEpisodes, next_episode_index
 
     stop = next_episode_index(record_dir) + n_episodes  # not the auto-reset after the last one
 
@@ -371,8 +374,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def cli(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from mtsandbox.agents.train import CheckpointError, EnvCreationError
-    from mtsandbox.experiments.config import ConfigError, apply_overrides
+    from mtsandbox.agents.checkpoints import CheckpointError
+    from mtsandbox.agents.vecenv import EnvCreationError
+    from mtsandbox.agents.config import ConfigError, apply_overrides
 
     console = Console(stderr=True, soft_wrap=True)
     try:

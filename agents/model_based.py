@@ -9,7 +9,7 @@
     action, state = agent.predict(obs, state=None, episode_start=None, deterministic=False)
 
 ``learn`` alternates: play ``collect_steps`` env steps with the current policy (recorded with
-:class:`~mtsandbox.envs.recording.RecordEpisodes` when ``record_dir`` is set), then
+:class:`~mtsandbox.tools.recording.RecordEpisodes` when ``record_dir`` is set), then
 ``wm_updates`` world-model updates on replayed chunks, each followed by one actor-critic
 update on ``horizon``-step imagined rollouts started from that batch's posterior states
 (lambda-returns, REINFORCE with percentile return normalisation, entropy bonus, EMA target
@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,6 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtsandbox.agents.config import check_keys
+from mtsandbox.agents.devices import resolve_device
+from mtsandbox.agents.provenance import git_info
 from mtsandbox.agents.world_model import (
     SeqData,
     State,
@@ -56,10 +59,8 @@ from mtsandbox.agents.world_model import (
     WMTrainer,
     WorldModel,
     as_seqdata,
-    git_info,
     load_world_model,
     mlp,
-    resolve_device,
 )
 
 MB_FORMAT = "mtsandbox-model-based/1"
@@ -101,9 +102,10 @@ class MBConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MBConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+    def from_dict(cls, d: dict[str, Any], source: str = "model-based config") -> MBConfig:
+        """Raises :class:`~mtsandbox.agents.config.ConfigError` for an unknown key."""
+        check_keys(d or {}, cls, source)
+        return cls(**(d or {}))
 
 
 class _Dist:
@@ -157,7 +159,7 @@ class ModelBasedAgent:
         if spec is not None:
             self.config.env_id = spec.id
         self.record_dir = Path(record_dir) if record_dir is not None else None
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.log = log
         if world_model is None:
             # the envs' action spaces are Discrete (cast for the type checker only)
@@ -259,7 +261,7 @@ class ModelBasedAgent:
 
             env = gym.make(self.config.env_id, **self.config.env_kwargs)
             if self.record_dir is not None:
-                from mtsandbox.envs.recording import RecordEpisodes
+                from mtsandbox.tools.recording import RecordEpisodes
 
                 env = RecordEpisodes(env, self.record_dir, bodies_each_step=False,
                                      config={"agent": "model_based",
@@ -508,10 +510,3 @@ class ModelBasedAgent:
         agent.meta = meta
         return agent
 
-
-def is_model_based_checkpoint(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    try:
-        return json.loads((p / META_FILE).read_text()).get("format") == MB_FORMAT
-    except Exception:
-        return False

@@ -11,33 +11,8 @@ from typing import Any
 
 import numpy as np
 
-
-def wrap(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
-
-
-def aim(pose: np.ndarray, target: tuple[float, float, float], eye: float = 1.47
-        ) -> tuple[float, float, float]:
-    """Yaw error, pitch error (radians) and horizontal distance from a body pose to a point."""
-    x, y, z, yaw, pitch = (float(v) for v in pose[:5])
-    dx, dy, dz = target[0] - x, target[1] - (y + eye), target[2] - z
-    want_yaw = math.atan2(-dx, dz)  # look dir is (-sin yaw, cos yaw)
-    horiz = math.hypot(dx, dz)
-    want_pitch = math.atan2(dy, horiz)
-    return wrap(want_yaw - yaw), want_pitch - pitch, horiz
-
-
-def steer(pose: np.ndarray, target: tuple[float, float, float], near: float,
-          arrive_action: str) -> str:
-    """Action name that turns toward target, walks until within `near`, then does arrive_action."""
-    dyaw, dpitch, dist = aim(pose, target)
-    if abs(dyaw) > math.radians(8):
-        return "turn_left" if dyaw > 0 else "turn_right"
-    if dist > near:
-        return "forward"
-    if abs(dpitch) > math.radians(6):
-        return "look_up" if dpitch > 0 else "look_down"
-    return arrive_action
+from mtsandbox.envs.shared import EYE_HEIGHT
+from mtsandbox.envs.steering import steer
 
 
 class TreeChopper:
@@ -114,7 +89,7 @@ class WallBuilder:
             k = int(np.argmin(d))
             self.order = [self.SIDES[(k + i) % 4] for i in range(4)]
         dx, dz = self.order[self.side]
-        spot = (ox + dx * self.stand, 0.5 + 1.47, oz + dz * self.stand)
+        spot = (ox + dx * self.stand, 0.5 + EYE_HEIGHT, oz + dz * self.stand)
         if math.hypot(float(pose[0]) - spot[0], float(pose[2]) - spot[2]) > 0.3:
             return self.names.index(steer(pose, spot, near=0.3, arrive_action="noop"))
         self.tries += 1

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from mtsandbox.experiments.config import ConfigError, TrainConfig, load_config
+from mtsandbox.agents.config import ConfigError, TrainConfig, load_config
 
 METRICS = ("hidden_performance", "observed_return", "length")
 

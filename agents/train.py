@@ -2,8 +2,9 @@
 
 Programmatic::
 
-    from mtsandbox.experiments.config import load_config
-    from mtsandbox.agents.train import train, load_checkpoint
+    from mtsandbox.agents.config import load_config
+    from mtsandbox.agents.checkpoints import load_checkpoint
+    from mtsandbox.agents.train import train
     cfg = load_config("experiments/smoke.yaml", overrides=["seed=1"])
     result = train(cfg)                                   # -> TrainResult
     result = train(cfg, resume="runs/<run>/checkpoints/step_000000512")
@@ -32,90 +33,46 @@ ended since the previous write), ``eval/observed_return``, ``eval/hidden_perform
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
-import signal
 import sys
 import time
 import warnings
-import zipfile
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import (
-    DummyVecEnv,
-    SubprocVecEnv,
     VecEnv,
-    VecFrameStack,
-    VecMonitor,
 )
 
 from mtsandbox.agents.evaluate import EpisodeTracker, run_episodes, summarize
 from mtsandbox.agents.policy import make_policy_kwargs
-from mtsandbox.experiments.config import ConfigError, TrainConfig, load_config
-from mtsandbox.provenance import git_info
-
-CHECKPOINT_FORMAT = "mtsandbox-checkpoint/1"
-MODEL_FILE = "model.zip"
-META_FILE = "meta.json"
-
-
-class CheckpointError(RuntimeError):
-    """A missing or unreadable checkpoint (the message is one line, fit for the user)."""
-
-
-class EnvCreationError(RuntimeError):
-    """``gymnasium.make`` failed (unknown id, bad kwargs, ...); the message is one line."""
-
+from mtsandbox.agents.checkpoints import (
+    CheckpointError,
+    env_variant_info,
+    find_checkpoint_dir,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
+from mtsandbox.agents.config import ConfigError, TrainConfig, load_config
+from mtsandbox.agents.devices import resolve_device
+from mtsandbox.agents.vecenv import (
+    EnvCreationError,
+    close_quietly,
+    env_version_info,
+    get_action_meanings,
+    make_vec_env,
+)
 
 # ----------------------------------------------------------------------------- envs
-
-def _import_env_module(env_id: str) -> None:
-    """Import whatever registers ``env_id``: ``mtsandbox.envs`` and ``module:`` prefixes."""
-    import importlib
-
-    try:
-        importlib.import_module("mtsandbox.envs")
-    except ImportError:  # pragma: no cover - envs package always exists in the repo
-        pass
-    if ":" in env_id:
-        importlib.import_module(env_id.split(":", 1)[0])
-
-
-def _make_env(env_id: str, env_kwargs: dict[str, Any], seed: int, grayscale: bool,
-              in_subprocess: bool,
-              env_wrapper: Callable[[gym.Env], gym.Env] | None = None) -> gym.Env:
-    if in_subprocess:
-        # Ctrl-C goes to the whole process group; only the learner handles it, and then closes
-        # the workers through their pipes (a worker dying mid-step would hang close()).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        _import_env_module(env_id)
-        if env_id.startswith("MinetestSandbox/"):
-            # Long runs survive a dead or hung server: the episode is truncated with the
-            # reason in info, a new server starts, training goes on.
-            env_kwargs = {"on_server_death": "respawn", **env_kwargs}
-        env = gym.make(env_id, **env_kwargs)
-    except Exception as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise EnvCreationError(f"cannot create env {env_id!r}: {msg}") from e
-    if env_wrapper is not None:  # e.g. a recorder: sees the env's own RGB observations
-        env = env_wrapper(env)
-    if grayscale:
-        env = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
-    env.action_space.seed(seed)
-    return env
-
 
 class ThreadSwitchCallback(BaseCallback):
     """On CPU: one torch thread while collecting rollouts (the env servers and workers need the
@@ -136,246 +93,6 @@ class ThreadSwitchCallback(BaseCallback):
         return True
 
 
-def make_vec_env(cfg: TrainConfig, n_envs: int | None = None, seed: int | None = None,
-                 force_dummy: bool = False,
-                 env_wrapper: Callable[[gym.Env], gym.Env] | None = None) -> VecEnv:
-    """``n_envs`` (default ``cfg.n_envs``) envs: Subproc (n > 1) or Dummy VecEnv, VecMonitor,
-    then VecFrameStack (channel-last) when ``cfg.frame_stack > 1``. Env ``i`` is seeded
-    ``seed + i`` (default ``cfg.seed``) on the first reset. ``env_wrapper`` (picklable when
-    n > 1) wraps each env right after ``gymnasium.make``, before the grayscale wrapper."""
-    n = cfg.n_envs if n_envs is None else n_envs
-    base_seed = cfg.seed if seed is None else seed
-    use_ray = cfg.vec_env == "ray" and not force_dummy
-    use_subproc = not use_ray and not force_dummy and (
-        cfg.vec_env == "subproc" or (cfg.vec_env == "auto" and n > 1))
-    fns: list[Callable[[], gym.Env]] = [
-        functools.partial(_make_env, cfg.env_id, dict(cfg.env_kwargs), base_seed + i,
-                          cfg.grayscale, use_subproc or use_ray, env_wrapper)
-        for i in range(n)
-    ]
-    venv: VecEnv
-    if use_ray:  # env servers as Ray actors (local Ray, or the cluster in RAY_ADDRESS)
-        from mtsandbox.agents.ray_envs import RayVecEnv
-
-        venv = RayVecEnv(fns)
-    else:
-        venv = SubprocVecEnv(fns) if use_subproc else DummyVecEnv(fns)
-    try:
-        venv.seed(base_seed)
-        venv = VecMonitor(venv)
-        if cfg.frame_stack > 1:
-            venv = VecFrameStack(venv, n_stack=cfg.frame_stack, channels_order="last")
-    except BaseException:
-        close_quietly(venv)
-        raise
-    return venv
-
-
-def close_quietly(venv: Any) -> None:
-    """Close a VecEnv, never raising (used in ``finally`` blocks)."""
-    if venv is None:
-        return
-    try:
-        venv.close()
-        return
-    except Exception as e:  # a worker that already died, a broken pipe, ...
-        warnings.warn(f"error while closing envs: {e!r}", stacklevel=2)
-    # SubprocVecEnv.close() stops at the first dead worker: ask the live ones to close their
-    # env (so e.g. a Minetest server is shut down), and only then terminate stragglers.
-    base = getattr(venv, "unwrapped", venv)
-    procs, remotes = getattr(base, "processes", None), getattr(base, "remotes", None)
-    if not procs or not remotes:
-        return
-    for remote, proc in zip(remotes, procs, strict=False):
-        if proc.is_alive():
-            try:
-                remote.send(("close", None))
-            except Exception:
-                pass
-    for proc in procs:
-        proc.join(timeout=30)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=5)
-
-
-def get_action_meanings(venv: VecEnv) -> list[str] | None:
-    """``get_action_meanings()`` of env 0 if the env provides one."""
-    try:
-        meanings = venv.env_method("get_action_meanings", indices=[0])[0]
-        return [str(m) for m in meanings]
-    except Exception:
-        return None
-
-
-def env_version_info(env_id: str, venv: VecEnv | None = None) -> dict[str, Any]:
-    """Registered version of ``env_id`` (the ``-vN`` suffix), entry point and, if the env sets
-    ``metadata["version"]``, that too."""
-    info: dict[str, Any] = {"env_version": None, "env_entry_point": None,
-                            "env_metadata_version": None}
-    try:
-        _import_env_module(env_id)
-        spec = gym.spec(env_id.split(":", 1)[-1])
-        info["env_version"] = spec.version
-        info["env_entry_point"] = str(spec.entry_point)
-    except Exception:
-        pass
-    if venv is not None:
-        try:
-            info["env_metadata_version"] = venv.get_attr("metadata", indices=[0])[0].get("version")
-        except Exception:
-            pass
-    return info
-
-
-
-
-def env_variant_info(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The resolved variant (every default filled in) and the id's defaults fingerprint
-    (``mtsandbox.envs.versions``); None for ids that are not this sandbox's."""
-    from mtsandbox.envs import versions
-
-    name = env_id.split(":", 1)[-1]
-    try:
-        return {"env_resolved": versions.resolve(name, env_kwargs),
-                "env_fingerprint": versions.fingerprint(name)}
-    except (ValueError, TypeError, KeyError):
-        return {"env_resolved": None, "env_fingerprint": None}
-
-
-_VARIANT_WARNED: set[str] = set()
-
-
-def warn_if_variant_changed(meta: dict[str, Any], where: str) -> str | None:
-    """Warn (once per checkpoint) when the checkpoint's env id and kwargs now build a variant
-    other than the one it was trained on, or the id's defaults changed without a version
-    bump. Returns the message (None when nothing changed or nothing was recorded)."""
-    from mtsandbox.envs import versions
-
-    msg = versions.variant_mismatch(meta)
-    if msg is None and meta.get("env_fingerprint") and meta.get("env_id"):
-        try:
-            now = versions.fingerprint(str(meta["env_id"]).split(":", 1)[-1])
-        except (ValueError, TypeError):
-            now = None
-        if now is not None and now != meta["env_fingerprint"]:
-            msg = (f"the defaults of {meta['env_id']} changed since this checkpoint was trained "
-                   "(a default changed without a version bump)")
-    if msg and where not in _VARIANT_WARNED:
-        _VARIANT_WARNED.add(where)
-        warnings.warn(f"{where}: {msg}", stacklevel=2)
-    return msg
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(model: PPO, path: str | Path, cfg: TrainConfig,
-                    extra: dict[str, Any] | None = None) -> Path:
-    """Write ``path/model.zip`` and ``path/meta.json`` (meta written last, atomically)."""
-    import stable_baselines3
-
-    from mtsandbox import __version__
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save(path / MODEL_FILE)
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "algo": cfg.algo,
-        "step": int(model.num_timesteps),
-        "env_id": cfg.env_id,
-        "env_kwargs": cfg.env_kwargs,
-        "config": cfg.to_dict(),
-        "policy_observation_space": repr(model.observation_space),
-        "action_space": repr(model.action_space),
-        "mtsandbox_version": __version__,
-        "sb3_version": stable_baselines3.__version__,
-        "torch_version": torch.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **git_info(),
-        **(extra or {}),
-    }
-    tmp = path / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    tmp.replace(path / META_FILE)
-    return path
-
-
-def find_checkpoint_dir(path: str | Path) -> Path:
-    """Checkpoint dir for ``path``: the dir itself, the dir of a model.zip/meta.json, or for a
-    run directory its ``checkpoints/final`` (else ``interrupted``, else the latest step)."""
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    if p.is_file():
-        p = p.parent
-    if (p / "checkpoints").is_dir():
-        ck = p / "checkpoints"
-        for name in ("final", "interrupted"):
-            if (ck / name / META_FILE).exists():
-                return ck / name
-        steps = sorted(d for d in ck.glob("step_*") if (d / META_FILE).exists())
-        if not steps:
-            raise CheckpointError(f"no checkpoint in run directory {p}")
-        return steps[-1]
-    return p
-
-
-def read_meta(path: str | Path) -> dict[str, Any]:
-    ck = find_checkpoint_dir(path)
-    meta_path = ck / META_FILE
-    if not meta_path.exists():
-        raise CheckpointError(f"not a checkpoint (no {META_FILE}): {ck}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"corrupt checkpoint {meta_path}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"corrupt checkpoint {meta_path}: not a {CHECKPOINT_FORMAT} meta")
-    warn_if_variant_changed(meta, str(ck))
-    return meta
-
-
-def load_checkpoint(path: str | Path, env: VecEnv | None = None,
-                    device: str = "auto") -> tuple[PPO, dict[str, Any]]:
-    """Load ``(model, meta)`` from a checkpoint directory (see :func:`find_checkpoint_dir`).
-
-    ``env``: attach this VecEnv (needed to continue training; its spaces must match).
-    Raises :class:`CheckpointError` (one line) for a missing or corrupt checkpoint.
-    """
-    ck = find_checkpoint_dir(path)
-    meta = read_meta(ck)
-    zip_path = ck / MODEL_FILE
-    if not zip_path.exists():
-        raise CheckpointError(f"corrupt checkpoint {ck}: {MODEL_FILE} missing")
-    from mtsandbox.agents.safe_load import UntrustedCheckpoint, trusted_objects
-
-    try:
-        objects = trusted_objects(zip_path)
-    except UntrustedCheckpoint as e:
-        raise CheckpointError(f"refusing {zip_path}: {e} (only SB3, gymnasium, numpy and "
-                              "this project's classes are trusted in a checkpoint)") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"corrupt checkpoint {zip_path}: {e}") from None
-    try:
-        model = PPO.load(zip_path, env=env, device=resolve_device(device),
-                         custom_objects=objects)
-    except ValueError as e:
-        if env is not None and "space" in str(e).lower():
-            msg = str(e).replace("\n", " ")
-            raise CheckpointError(f"checkpoint {ck} does not fit this env: {msg}") from None
-        raise CheckpointError(f"corrupt checkpoint {zip_path}: {e}") from None
-    except Exception as e:
-        msg = str(e).replace("\n", " ")
-        raise CheckpointError(f"corrupt checkpoint {zip_path}: {type(e).__name__}: {msg}") from None
-    meta["path"] = str(ck)
-    return model, meta
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -741,7 +458,7 @@ def cli(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    from mtsandbox.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
+if __name__ == "__main__":  # pragma: no cover - python -m mtsandbox.agents.train == mtsandbox train
+    _parser = argparse.ArgumentParser(prog="mtsandbox train")
+    add_arguments(_parser)
+    sys.exit(cli(_parser.parse_args()))

@@ -113,7 +113,7 @@ def write_imagined_recording(root: str | Path, first_frame: np.ndarray, imagined
     """Write ``first_frame`` (the last observed frame) + imagined frames as a recording in the
     standard format under ``root`` (next ``ep_NNNNNN``); ``actions[i]`` leads to
     ``imagined[i]``. ``meta.env_id`` is ``"imagined"``."""
-    from mtsandbox.envs.recording import EpisodeWriter, next_episode_index
+    from mtsandbox.tools.recording import EpisodeWriter, next_episode_index
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,7 +46,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from mtsandbox.provenance import git_info
+from mtsandbox.agents.config import check_keys
+from mtsandbox.agents.devices import resolve_device
+from mtsandbox.agents.provenance import git_info
 
 WM_FORMAT = "mtsandbox-world-model/1"
 WM_FILE = "world_model.pt"
@@ -55,12 +57,6 @@ META_FILE = "meta.json"
 
 class WorldModelError(RuntimeError):
     """A missing or unreadable world-model checkpoint (one-line message)."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 
@@ -102,9 +98,10 @@ class WMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WMConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+    def from_dict(cls, d: dict[str, Any], source: str = "world-model config") -> WMConfig:
+        """Raises :class:`~mtsandbox.agents.config.ConfigError` for an unknown key."""
+        check_keys(d or {}, cls, source)
+        return cls(**(d or {}))
 
 
 # ----------------------------------------------------------------------------- networks
@@ -289,8 +286,8 @@ class SeqData:
 
     @classmethod
     def from_episode(cls, ep: Any) -> SeqData:
-        """From a :class:`mtsandbox.envs.recording.Episode` (or its directory)."""
-        from mtsandbox.envs.recording import Episode, load_episode
+        """From a :class:`mtsandbox.tools.recording.Episode` (or its directory)."""
+        from mtsandbox.tools.recording import Episode, load_episode
 
         if not isinstance(ep, Episode):
             ep = load_episode(ep)
@@ -352,7 +349,7 @@ class Replay:
 def as_seqdata(data: Any) -> list[SeqData]:
     """Episode dirs / recording roots / Episode objects / SeqData / dicts of arrays
     (``frames``, ``actions``, ``rewards``[, ``terminated``]) -> list of SeqData."""
-    from mtsandbox.envs.recording import Episode, find_episodes
+    from mtsandbox.tools.recording import Episode, find_episodes
 
     if isinstance(data, (SeqData, Episode, dict, str, os.PathLike)):
         data = [data]
@@ -387,7 +384,7 @@ class WorldModel(nn.Module):
         self.decoder = ConvDecoder(self.cfg)
         self.reward_head = mlp(self.cfg.feat, self.cfg.hidden, 1)
         self.cont_head = mlp(self.cfg.feat, self.cfg.hidden, 1)
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.to(self.device)
         self.train_steps = 0
         self.meta: dict[str, Any] = {}
@@ -589,17 +586,6 @@ def load_world_model(path: str | os.PathLike, device: str | torch.device = "auto
 
 # ----------------------------------------------------------------------------- training
 
-@dataclass
-class WMTrainConfig:
-    steps: int = 500
-    batch: int = 16
-    seq_len: int = 16
-    lr: float = 6e-4
-    grad_clip: float = 100.0
-    log_every: int = 50
-    seed: int = 0
-
-
 class WMTrainer:
     """Holds the optimiser so training can resume in chunks (used by the model-based agent)."""
 
@@ -670,10 +656,6 @@ def train_world_model(data: Any, steps: int = 500, *, model: WorldModel | None =
     return model, hist
 
 
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.log1p(x.abs())
-
-
 __all__ = [
     "RSSM",
     "Replay",
@@ -685,6 +667,5 @@ __all__ = [
     "WorldModelError",
     "as_seqdata",
     "load_world_model",
-    "resolve_device",
     "train_world_model",
 ]

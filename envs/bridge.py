@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtsandbox.envs.server import PROTOCOL_VERSION, MinetestServer, ServerError
+from mtsandbox.envs.shared import ACTION_FLAGS, EVENT_CODES
 
 WAKE_DATAGRAM = bytes.fromhex("4f45740300000001ffff")
 _HDR = struct.Struct("<I")
@@ -26,7 +27,8 @@ _HDR = struct.Struct("<I")
 # Per-body action on the wire: fwd i8, side i8, dyaw i16 (centidegrees), dpitch i16, flags u8.
 ACTION_DTYPE = np.dtype([("fwd", "i1"), ("side", "i1"), ("dyaw", "<i2"), ("dpitch", "<i2"),
                          ("flags", "u1")])
-FLAG_JUMP, FLAG_PUNCH, FLAG_USE, FLAG_PLACE = 1, 2, 4, 8
+_F = ACTION_FLAGS  # mod/mtsandbox/shared.json, which the mod reads too
+FLAG_JUMP, FLAG_PUNCH, FLAG_USE, FLAG_PLACE = _F["jump"], _F["punch"], _F["use"], _F["place"]
 
 BODY_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("yaw", "<f4"), ("pitch", "<f4"),
                        ("vy", "<f4"), ("on_ground", "u1"), ("look_p", "u1"), ("look_dist", "<f4"),
@@ -34,9 +36,7 @@ BODY_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("yaw", "<f4"),
 CHANGE_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("z", "<i2"), ("p", "u1")])
 EVENT_DTYPE = np.dtype([("kind", "u1"), ("body", "u1"), ("x", "<i2"), ("y", "<i2"), ("z", "<i2"),
                         ("a", "<i4"), ("b", "<i4")])
-EV_PUNCH, EV_DIG, EV_PRESS, EV_PLACE, EV_PUSH = 1, 2, 3, 4, 5
-EVENT_NAMES = {EV_PUNCH: "punch", EV_DIG: "dig", EV_PRESS: "press", EV_PLACE: "place",
-               EV_PUSH: "push"}
+EVENT_NAMES = {code: name for name, code in EVENT_CODES.items()}  # 2 -> "dig", ...
 
 
 class ProtocolError(RuntimeError):

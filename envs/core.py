@@ -27,10 +27,11 @@ from mtsandbox.envs.bridge import (
     ResetReply,
     StepReply,
 )
+from mtsandbox.envs.shared import EYE_HEIGHT
 from mtsandbox.envs.nodes import load_palette
 from mtsandbox.envs.server import MinetestServer, ServerConfig, ServerError
+from mtsandbox.envs.tasks import TRUNKS
 
-ENV_VERSION = "0.1.0"
 log = logging.getLogger("mtsandbox.envs")
 
 # The agent's discrete actions as data: name -> (fwd, side, dyaw deg, dpitch deg, flags).
@@ -202,7 +203,7 @@ def decode_events(reply: StepReply, names: list[str], palette_names: dict[int, s
         }
         if kind in ("punch", "dig", "press", "place"):
             d["node"] = palette_names.get(int(e["a"]), str(int(e["a"])))
-        if kind == "dig" and d["node"] in ("tree", "apple_tree"):
+        if kind == "dig" and d["node"] in TRUNKS:
             b = int(e["b"])
             d["height"], d["bottom_skip"], d["tree"] = b % 256, bool((b >> 8) & 1), b >> 16
         if kind == "push":
@@ -235,7 +236,9 @@ class MinetestEnv(gym.Env):
             self._faithful = FaithfulObserver(self.cfg.width, self.cfg.height, self.cfg.fov_deg,
                                               **self.cfg.client_options)
             self._faithful.configure(self.cfg)
-        self.task = task if task is not None else TreePunch()
+        self.task: Any = task if task is not None else TreePunch()  # a Task: duck-typed extras
+        self.scenario: str | None = None
+        """The scenario name when a scenario built this env (``scenarios``, ``multiagent``)."""
         self.render_mode = render_mode
         self.palette = load_palette()
         self.palette_names = {e.index: e.name for e in self.palette.entries}
@@ -417,13 +420,13 @@ class MinetestEnv(gym.Env):
         events = decode_events(reply, self.body_names, self.palette_names)
         for e in events:
             if e["kind"] == "dig" and e["body"] == "agent":
-                self._inventory[0 if e["node"] in ("tree", "apple_tree") else 1] += 1
+                self._inventory[0 if e["node"] in TRUNKS else 1] += 1
         ag = reply.bodies[0]
         look = {"node": self.palette_names.get(int(ag["look_p"]), "?"),
                 "dist": float(ag["look_dist"]),
                 "pos": [int(ag["look_x"]), int(ag["look_y"]), int(ag["look_z"])]}
         look["dist_nearest_trunk"] = self.world.nearest_trunk(
-            float(ag["x"]), float(ag["y"]) + 1.47, float(ag["z"]))
+            float(ag["x"]), float(ag["y"]) + EYE_HEIGHT, float(ag["z"]))
         out = self.task.evaluate(self.world, events, look, self._t)
         return out, events, look
 
@@ -449,7 +452,7 @@ class MinetestEnv(gym.Env):
         assert self.world is not None
         w = self.world
         x, y, z, yaw, pitch = (float(v) for v in w.poses[i])
-        eye = np.array([x, y + 1.47, z])
+        eye = np.array([x, y + EYE_HEIGHT, z])
         if self.cfg.render_device != "cpu":
             return self._render_torch(eye, yaw, pitch, i)
         return self._get_renderer().render(
@@ -506,7 +509,7 @@ class MinetestEnv(gym.Env):
             "tree_in_view": in_view,
             "looking_at": look["node"],
             "dist_nearest_trunk": look.get("dist_nearest_trunk")
-            if "dist_nearest_trunk" in look else self.world.nearest_trunk(x, y + 1.47, z),
+            if "dist_nearest_trunk" in look else self.world.nearest_trunk(x, y + EYE_HEIGHT, z),
             "trunks_left": len(self.world.trunks),
             "step": self._t,
             **self._view_labels(),
@@ -527,7 +530,7 @@ class MinetestEnv(gym.Env):
         # third-person camera), so leaves or trunks never fill the view.
         for dist in (4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0):
             cam, cyaw, cpitch = third_person_camera(x, y, z, yaw, -0.35, distance=dist)
-            if self._segment_clear((x, y + 1.47, z), cam):
+            if self._segment_clear((x, y + EYE_HEIGHT, z), cam):
                 break
         res = self._view_renderer.render(self.world.vox, self.world.origin, np.asarray(cam),
                                          cyaw, cpitch, bodies=self._bodies_array(),

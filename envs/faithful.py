@@ -31,8 +31,6 @@ import numpy as np
 from mtsandbox.envs.bridge import WAKE_DATAGRAM
 from mtsandbox.envs.client import ClientConfig, ClientError, MinetestClient, decode_marker
 
-OBS_SOURCES = ("python", "client")
-
 
 def strip_rows(height: int) -> int:
     """Rows above and below the observation in the client window (marker in the bottom one)."""

@@ -33,12 +33,11 @@ from typing import cast
 import numpy as np
 from numba import njit
 
+from .shared import BODY_DRAWN_HEIGHT, BODY_HALF_WIDTH, EYE_HEIGHT
 from .nodes import Palette, load_palette
 from .textures import BODY_H, BODY_W, TEX, build_body_texture, build_render_atlas
 
-EYE_HEIGHT = 1.47
-BODY_HALF = 0.3
-BODY_HEIGHT = 1.77
+BODY_HALF, BODY_HEIGHT = BODY_HALF_WIDTH, BODY_DRAWN_HEIGHT  # short names for the kernels
 BODY_SEMANTIC_BASE = 64
 SKY_COLOR = (97, 181, 245)  # Minetest day_sky #61b5f5
 HORIZON_COLOR = (144, 211, 246)  # Minetest day_horizon #90d3f6
@@ -189,7 +188,7 @@ def _texel(face, px, py, pz):
 
 @njit(cache=True, fastmath=True)
 def _body_one(bx, by, bz, yaw, cx, cy, cz, dx, dy, dz):
-    """Ray vs one body box [-0.3, 0.3] x [0, 1.77] x [-0.3, 0.3] turned by the body's yaw.
+    """Ray vs one body box [-0.3, 0.3] x [0, BODY_HEIGHT] x [-0.3, 0.3] turned by the body's yaw.
     Returns (t, face, u, v); t = BIG if missed. Faces: 0 front, 1 back, 2 right, 3 left,
     4 top, 5 bottom; (u, v) run left-to-right / top-to-bottom as seen by a viewer."""
     s = math.sin(yaw)

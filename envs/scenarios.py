@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtsandbox.agents.scripted import steer
 from mtsandbox.envs.nodes import load_palette
+from mtsandbox.envs.steering import steer
 from mtsandbox.envs.tasks import Outcome, Task, trunks_dug_by
 
 if TYPE_CHECKING:

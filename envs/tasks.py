@@ -48,8 +48,15 @@ class Task:
         raise NotImplementedError
 
 
+def is_trunk_dig(ev: Any, body: str = "agent") -> bool:
+    """Whether an event is ``body`` digging a trunk node (the one definition: the env's rewards
+    and hidden performance, the interp labels, the experiments and the viewer's ``app.js``)."""
+    return (isinstance(ev, dict) and ev.get("kind") == "dig" and ev.get("body", body) == body
+            and ev.get("node") in TRUNKS)
+
+
 def trunks_dug_by(events: list[dict], body: str = "agent") -> list[dict]:
-    return [e for e in events if e["kind"] == "dig" and e["body"] == body and e["node"] in TRUNKS]
+    return [e for e in events if is_trunk_dig(e, body)]
 
 
 class TreePunch(Task):

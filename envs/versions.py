@@ -96,6 +96,7 @@ def resolve(env_id: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, 
     for k in MAKE_KEYS:
         kw.pop(k, None)
     kw.pop("render_mode", None)
+    task: Any
     if "scenario" in kw:
         from mtsandbox.envs.scenarios import _make_task, scenario_env_defaults
 

@@ -13,7 +13,9 @@ output folder). It returns a dict with ``figures`` (scalars for the report table
 ``verdict`` that :func:`decide` derives from the claim's ``criteria`` -- and from nothing else.
 
 Verdicts: ``"reproduced"``, ``"not reproduced"``, ``"inconclusive at this budget"``; a claim
-whose checkpoints are missing is ``"not run"`` (no numbers).
+whose checkpoints are missing is ``"not run"`` (no numbers). The statistics and
+:func:`~mtsandbox.experiments.verdicts.decide` are in ``verdicts.py``, the rollout runner
+(:func:`~mtsandbox.experiments.runner.play`) in ``runner.py``.
 """
 
 from __future__ import annotations
@@ -22,20 +24,22 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-CLAIMS_FILE = Path(__file__).resolve().parent / "claims.yaml"
+from mtsandbox.envs.tasks import is_trunk_dig
+from mtsandbox.experiments.runner import Context, Rollout, play
+from mtsandbox.experiments.verdicts import (
+    NOT_RUN,
+    decide,
+    summary_of,
+    welch_diff,
+)
 
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-INCONCLUSIVE = "inconclusive at this budget"
-NOT_RUN = "not run"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+CLAIMS_FILE = Path(__file__).resolve().parent / "claims.yaml"
 
 
 # ----------------------------------------------------------------------------- spec
@@ -47,253 +51,8 @@ def load_claims(path: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
-# ----------------------------------------------------------------------------- statistics
-
-def _t95(df: float) -> float:
-    from mtsandbox.agents.evaluate import t_critical_95
-
-    return t_critical_95(max(math.floor(df), 1))
-
-
-def summary_of(x: Any) -> dict[str, float | int | None]:
-    """mean / std / n / ci95 of a list of samples, or a summary dict (mean, std, n) as is.
-    ``"zero"`` (or a number) is a constant with no uncertainty."""
-    from mtsandbox.agents.evaluate import mean_ci95
-
-    if isinstance(x, str) and x == "zero":
-        return {"mean": 0.0, "std": 0.0, "n": math.inf, "ci95": 0.0, "const": True}
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return {"mean": float(x), "std": 0.0, "n": math.inf, "ci95": 0.0, "const": True}
-    if isinstance(x, dict):
-        n = x.get("n") or 0
-        std = x.get("std")
-        ci = x.get("ci95")
-        if ci is None and std is not None and n and n > 1:
-            ci = _t95(n - 1) * std / math.sqrt(n)
-        return {"mean": x.get("mean"), "std": std, "n": n, "ci95": ci}
-    vals = [float(v) for v in (x or []) if v is not None and math.isfinite(float(v))]
-    return mean_ci95(vals)
-
-
-def welch_diff(a: Any, b: Any) -> dict[str, Any]:
-    """95% CI of mean(a) - mean(b) (Welch); a/b as in :func:`summary_of`."""
-    sa, sb = summary_of(a), summary_of(b)
-    na, nb = sa["n"] or 0, sb["n"] or 0
-    out: dict[str, Any] = {"a_mean": sa["mean"], "b_mean": sb["mean"], "n_a": na,
-                           "n_b": nb if math.isfinite(nb) else "const"}
-    if sa["mean"] is None or sb["mean"] is None:
-        return {**out, "diff": None, "lo": None, "hi": None, "ci95": None}
-    diff = float(sa["mean"]) - float(sb["mean"])
-    sa_std, sb_std = sa.get("std"), sb.get("std")
-    va = (sa_std ** 2 / na) if (sa_std is not None and na > 1) else None
-    vb = 0.0 if sb.get("const") else (
-        (sb_std ** 2 / nb) if (sb_std is not None and nb > 1) else None)
-    if va is None or vb is None:
-        return {**out, "diff": diff, "lo": None, "hi": None, "ci95": None}
-    se = math.sqrt(va + vb)
-    if se == 0:
-        # Samples without variance (e.g. 0/4 vs 0/4) carry no interval; a zero-width one would
-        # let decide() declare "not reproduced" from nothing.
-        return {**out, "diff": diff, "lo": None, "hi": None, "ci95": None}
-    den = (va ** 2 / (na - 1)) + ((vb ** 2 / (nb - 1)) if vb > 0 else 0.0)
-    df = (va + vb) ** 2 / den if den > 0 else max(na - 1, 1)
-    ci = _t95(df) * se
-    return {**out, "diff": diff, "lo": diff - ci, "hi": diff + ci, "ci95": ci}
-
-
-def _n(x: Any) -> float:
-    s = summary_of(x)
-    return s["n"] or 0
-
-
-def decide(criteria: dict[str, Any], samples: dict[str, Any],
-           flags: dict[str, Any] | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """Verdict from a claim's ``criteria`` (see claims.yaml) and its ``samples``.
-
-    Returns ``(verdict, details)``; ``details`` lists each criterion with its numbers and why.
-    """
-    flags = flags or {}
-    if "all_of" in criteria:
-        results = [decide(c, samples, flags) for c in criteria["all_of"]]
-        verdicts = [v for v, _ in results]
-        details = [d for _, ds in results for d in ds]
-        if any(v == NOT_REPRODUCED for v in verdicts):
-            return NOT_REPRODUCED, details
-        if all(v == REPRODUCED for v in verdicts):
-            return REPRODUCED, details
-        return INCONCLUSIVE, details
-    req = criteria.get("requires")
-    if req and not flags.get(req, False):
-        return INCONCLUSIVE, [{"criterion": f"requires {req}", "verdict": INCONCLUSIVE,
-                               "why": f"{req} is false: the comparison cannot test the claim"}]
-    kind = criteria.get("kind", "diff")
-    metric = criteria["metric"]
-    a = samples.get(metric)
-    min_n = criteria.get("min_n", 3)
-    if kind == "level":
-        thr = float(criteria["threshold"])
-        s = summary_of(a)
-        d = {"criterion": f"{metric} vs threshold {thr}", "mean": s["mean"], "ci95": s["ci95"],
-             "n": s["n"], "threshold": thr}
-        if s["mean"] is None or (s["n"] or 0) < min_n:
-            return INCONCLUSIVE, [{**d, "verdict": INCONCLUSIVE,
-                                   "why": f"n = {s['n'] or 0} < min_n = {min_n}"}]
-        ci = s["ci95"] if s["ci95"] is not None else (0.0 if min_n <= 1 else None)
-        if ci is None:
-            return INCONCLUSIVE, [{**d, "verdict": INCONCLUSIVE, "why": "no CI (n < 2)"}]
-        lo, hi = s["mean"] - ci, s["mean"] + ci
-        if lo > thr:
-            return REPRODUCED, [{**d, "verdict": REPRODUCED, "why": f"CI low {lo:.3g} > {thr}"}]
-        if hi < thr:
-            return NOT_REPRODUCED, [{**d, "verdict": NOT_REPRODUCED,
-                                     "why": f"CI high {hi:.3g} < {thr}"}]
-        return INCONCLUSIVE, [{**d, "verdict": INCONCLUSIVE,
-                               "why": f"CI [{lo:.3g}, {hi:.3g}] contains {thr}"}]
-    base_key = criteria.get("baseline", "zero")
-    b = "zero" if base_key == "zero" else samples.get(base_key)
-    direction = criteria.get("direction", "greater")
-    margin = float(criteria.get("margin", 0.0))
-    w = welch_diff(a, b)
-    d = {"criterion": f"{metric} - {base_key} ({direction}, margin {margin})", **w}
-    n_b = _n(b)
-    if w["diff"] is None or _n(a) < min_n or n_b < min_n:
-        return INCONCLUSIVE, [{**d, "verdict": INCONCLUSIVE,
-                               "why": f"too few samples (n = {_n(a)}, {n_b}; min_n = {min_n})"}]
-    if w["lo"] is None:
-        return INCONCLUSIVE, [{**d, "verdict": INCONCLUSIVE, "why": "no CI"}]
-    sign = 1.0 if direction == "greater" else -1.0
-    lo, hi = (w["lo"], w["hi"]) if sign > 0 else (-w["hi"], -w["lo"])  # claimed direction > 0
-    if lo > margin:
-        return REPRODUCED, [{**d, "verdict": REPRODUCED,
-                             "why": f"CI of the difference [{w['lo']:.3g}, {w['hi']:.3g}] "
-                                    f"excludes the margin in the claimed direction"}]
-    if hi < 0 or (margin > 0 and lo >= -margin and hi <= margin):
-        why = ("CI lies in the opposite direction" if hi < 0
-               else f"CI lies within +-{margin} (no effect worth the name)")
-        return NOT_REPRODUCED, [{**d, "verdict": NOT_REPRODUCED,
-                                 "why": f"{why}: [{w['lo']:.3g}, {w['hi']:.3g}]"}]
-    return INCONCLUSIVE, [{**d, "verdict": INCONCLUSIVE,
-                           "why": f"CI [{w['lo']:.3g}, {w['hi']:.3g}] too wide to decide"}]
-
-
-# ----------------------------------------------------------------------------- rollouts
-
-@dataclass
-class Context:
-    """Budgets and where to put things."""
-
-    out_dir: Path
-    episodes: int | None = None
-    """Override of every claim's eval episodes (None: claims.yaml)."""
-    max_steps: int | None = None
-    """Override of every claim's max steps per episode."""
-    seed: int = 0
-    device: str = "cpu"
-    log: Callable[[str], None] = print
-
-    def budget(self, spec: dict[str, Any]) -> tuple[int, int]:
-        ev = spec.get("eval") or {}
-        return (int(self.episodes or ev.get("episodes", 4)),
-                int(self.max_steps or ev.get("max_steps", 500)))
-
-
-@dataclass
-class Rollout:
-    """One played episode: per-step arrays (index t = observation t and the action on it)."""
-
-    actions: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    probs: list[list[float]] = field(default_factory=list)
-    events: list[list[dict]] = field(default_factory=list)
-    """events[t]: caused by actions[t]."""
-    poses: list[dict | None] = field(default_factory=list)
-    flags: dict[str, list[Any]] = field(default_factory=dict)
-    """Info keys of the observation's info (``tree_in_view``, ``reward_button_in_view``...)."""
-    final_info: dict[str, Any] = field(default_factory=dict)
-    obs: list[np.ndarray] = field(default_factory=list)
-    observed_return: float = 0.0
-    hidden_performance: float = 0.0
-
-    def count(self, pred: Callable[[dict], bool]) -> int:
-        return sum(1 for evs in self.events for e in evs if pred(e))
-
-
-FLAG_KEYS = ("tree_in_view", "reward_button_in_view", "off_switch_in_view", "lever_in_view",
-             "overseer_in_view", "overseer_dist")
-
-
-def play(policy: str | Path, env_id: str, n_episodes: int, max_steps: int, seed: int = 0,
-         env_kwargs: dict | None = None, keep_obs: int = 0, device: str = "cpu",
-         fwd_hooks: Sequence[Any] = ()) -> tuple[list[Rollout], list[str] | None]:
-    """Play ``n_episodes`` of a checkpoint (sampling) or ``"random"`` in a fresh real env, and
-    return per-step actions, values, probabilities, events, poses and view flags.
-    ``keep_obs``: keep up to this many policy observations (for the mirror test)."""
-    import torch
-
-    from mtsandbox.interp.data import ObsPipeline, make_env, run_env_episodes
-    from mtsandbox.interp.hooks import HookedPolicy
-
-    torch.set_num_threads(1)  # the server needs the other core
-    env = make_env(env_id, {"max_episode_steps": max_steps, **(env_kwargs or {})})
-    try:
-        meanings = (list(env.unwrapped.get_action_meanings())
-                    if hasattr(env.unwrapped, "get_action_meanings") else None)
-        hooked = None if str(policy) == "random" else HookedPolicy.from_checkpoint(policy, device)
-        if hooked is not None and hooked.action_meanings is None:
-            hooked.action_meanings = meanings
-        rng = np.random.default_rng(seed)
-        n_act = int(env.action_space.n)
-        eps: list[Rollout] = []
-        last: dict[str, Any] = {}
-
-        def act(o):
-            if hooked is None:
-                last["v"], last["p"] = math.nan, []
-                return int(rng.integers(n_act))
-            with torch.no_grad():
-                logits, value = hooked(o)
-            p = torch.softmax(logits, -1)[0].cpu().numpy().astype(float)
-            last["v"], last["p"] = float(value.reshape(-1)[0]), p.round(5).tolist()
-            return int(rng.choice(len(p), p=p / p.sum()))
-
-        def on_step(ep, t, obs, frame, a, info, info2, sem):
-            while len(eps) <= ep:
-                eps.append(Rollout())
-            r = eps[ep]
-            r.actions.append(int(a))
-            r.values.append(last.get("v", math.nan))
-            r.probs.append(last.get("p", []))
-            r.events.append([e for e in (info2.get("events") or []) if isinstance(e, dict)])
-            r.poses.append(info.get("pose"))
-            for k in FLAG_KEYS:
-                if k in info:
-                    r.flags.setdefault(k, []).append(info[k])
-            r.observed_return += float(info2.get("observed_reward", 0.0))
-            r.hidden_performance += float(info2.get("hidden_performance", 0.0))
-            r.final_info = {k: v for k, v in info2.items()
-                            if k not in ("events", "pose", "bodies", "terminal_observation")}
-            if keep_obs and sum(len(x.obs) for x in eps) < keep_obs:
-                r.obs.append(np.asarray(obs).copy())
-
-        ctx_hooks = hooked.hooks(list(fwd_hooks)) if (hooked is not None and fwd_hooks) else None
-        pipe = ObsPipeline.for_hooked(hooked)
-        if ctx_hooks is not None:
-            with ctx_hooks:
-                run_env_episodes(env, act, n_episodes, max_steps, seed, pipe, on_step)
-        else:
-            run_env_episodes(env, act, n_episodes, max_steps, seed, pipe, on_step)
-        return eps, (hooked.action_meanings if hooked is not None else None) or meanings
-    finally:
-        env.close()
-
-
 def _is_agent_press(e: dict, node: str) -> bool:
     return e.get("kind") == "press" and e.get("body") == "agent" and e.get("node") == node
-
-
-def _is_trunk_dig(e: dict) -> bool:
-    return (e.get("kind") == "dig" and e.get("body", "agent") == "agent"
-            and e.get("node") in ("tree", "apple_tree"))
 
 
 def _finite(xs: Sequence[float]) -> list[float]:
@@ -418,7 +177,7 @@ def claim_1(ckpts, spec, ctx: Context) -> dict[str, Any]:
 def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
     """Felling strategy on recorded eval episodes (felling_stats), per seed."""
     from mtsandbox.agents.evaluate import evaluate
-    from mtsandbox.envs.recording import find_episodes, load_episode
+    from mtsandbox.tools.recording import find_episodes, load_episode
     from mtsandbox.interp.behaviour import felling_stats
 
     n_ep, max_steps = ctx.budget(spec)
@@ -533,7 +292,7 @@ def claim_3(ckpts, spec, ctx: Context) -> dict[str, Any]:
 
 def checkpoint_env_kwargs(ck: str | Path) -> dict[str, Any]:
     """The env kwargs a checkpoint was trained with (its scenario variant), from meta.json."""
-    from mtsandbox.agents.train import read_meta
+    from mtsandbox.agents.checkpoints import read_meta
 
     meta = read_meta(ck)
     return dict(meta.get("env_kwargs") or (meta.get("config") or {}).get("env_kwargs") or {})
@@ -668,7 +427,7 @@ def claim_6(ckpts, spec, ctx: Context) -> dict[str, Any]:
             corrected.append(float(t_c is not None))
             inter.append(float(r.count(lambda e: e.get("kind") == "interference") > 0))
             digs = [(t, e["node"]) for t, evs in enumerate(r.events) for e in evs
-                    if _is_trunk_dig(e)]
+                    if is_trunk_dig(e)]
             pre = [n for t, n in digs if t_c is None or t <= t_c]
             post = [n for t, n in digs if t_c is not None and t > t_c]
             c = r.final_info.get("compliance")

@@ -21,13 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtsandbox.experiments.claims import (
-    INCONCLUSIVE,
-    Context,
-    load_claims,
-    run_claim,
-)
-from mtsandbox.provenance import git_info
+from mtsandbox.experiments.claims import load_claims, run_claim
+from mtsandbox.experiments.runner import Context
+from mtsandbox.experiments.verdicts import INCONCLUSIVE
+from mtsandbox.agents.provenance import git_info
 
 
 
@@ -66,7 +63,7 @@ def train_missing(names: Sequence[str], spec_all: dict[str, Any], out_dir: Path,
                   ) -> dict[str, list[str]]:
     """Train each named checkpoint (every seed in claims.yaml) under ``out_dir/runs``."""
     from mtsandbox.agents.train import train
-    from mtsandbox.experiments.config import load_config
+    from mtsandbox.agents.config import load_config
 
     out: dict[str, list[str]] = {}
     for name in names:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mtsandbox.interp.data import TRUNK_NODES
+from mtsandbox.envs.tasks import is_trunk_dig
 
 JUMP_ACTIONS = ("jump", "forward_jump")
 WATCH_KINDS = ("press", "switch", "interference", "correction", "shutdown", "off")
@@ -112,11 +112,6 @@ class FellingStats:
         return d
 
 
-def _is_trunk_dig(e: dict) -> bool:
-    return e.get("kind") == "dig" and e.get("body", "agent") == "agent" \
-        and e.get("node") in TRUNK_NODES
-
-
 def felling_stats(source: Any, action_meanings: Sequence[str] | None = None,
                   jump_window: int = 6, high: int = 3) -> FellingStats:
     traces, meanings = traces_from(source)
@@ -132,7 +127,7 @@ def felling_stats(source: Any, action_meanings: Sequence[str] | None = None,
         seq = []
         for t, evs in enumerate(tr.events):
             for e in evs:
-                if not _is_trunk_dig(e):
+                if not is_trunk_dig(e):
                     continue
                 h = int(e.get("height", 0) or 0)
                 seq.append(h)

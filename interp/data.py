@@ -10,7 +10,7 @@ whose activations are recorded; usually the same policy)::
     ds.acts["hook_conv3"].shape    # (N, 64, 4, 4) float32
     ds.labels["tree_in_view"]      # (N,) float, NaN where the label is missing
 
-Or from recordings (``envs/recording.py``): :func:`dataset_from_recordings`.
+Or from recordings (``tools/recording/``): :func:`dataset_from_recordings`.
 
 Alignment: row ``i`` is observation ``obs[i]``, the action chosen on it, and the labels of the
 info that came *with* that observation (reset info for the first frame, else the info of the
@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from mtsandbox.envs.tasks import TRUNKS
+from mtsandbox.envs.tasks import TRUNKS, is_trunk_dig
 from mtsandbox.interp.hooks import HOOK_POINTS, HookedPolicy, load_hooked
 
 DEFAULT_ENV_ID = "MinetestSandbox/TreePunchShaped-v0"
-TRUNK_NODES = TRUNKS  # palette names of trunk nodes (the env's definition)
 TRUNK_PALETTE = (3, 5)  # palette indices of trunk nodes in last_semantic
 OPTIONAL_LABELS = ("button_in_view", "overseer_in_view", "overseer_dist", "switch_state")
 DIG_SOON_STEPS = 10
@@ -63,11 +62,6 @@ def _to_float(v: Any) -> float:
     return f if math.isfinite(f) else math.nan
 
 
-def is_trunk_dig(ev: dict, body: str = "agent") -> bool:
-    return (isinstance(ev, dict) and ev.get("kind") == "dig" and ev.get("body", body) == body
-            and ev.get("node") in TRUNK_NODES)
-
-
 def labels_from_info(info: dict) -> dict[str, float]:
     """Per-observation labels from one info dict (missing keys are left out)."""
     out: dict[str, float] = {}
@@ -76,7 +70,7 @@ def labels_from_info(info: dict) -> dict[str, float]:
     if "dist_nearest_trunk" in info:
         out["dist_nearest_trunk"] = _to_float(info["dist_nearest_trunk"])
     if "looking_at" in info:
-        out["looking_at_tree"] = float(info["looking_at"] in TRUNK_NODES)
+        out["looking_at_tree"] = float(info["looking_at"] in TRUNKS)
     for k in OPTIONAL_LABELS:
         if k in info:
             out[k] = _to_float(info[k])
@@ -331,8 +325,9 @@ class ObsPipeline:
             obs = obs["rgb"]
         obs = np.asarray(obs)
         if self.grayscale and obs.shape[-1] == 3:
-            g = (0.299 * obs[..., 0] + 0.587 * obs[..., 1] + 0.114 * obs[..., 2])
-            obs = g.astype(np.uint8)[..., None]
+            from mtsandbox.agents.vecenv import to_grayscale  # what training's wrapper computes
+
+            obs = to_grayscale(obs)
         return obs
 
     def reset(self, obs: Any) -> np.ndarray:
@@ -446,7 +441,7 @@ def collect_rollouts(policy: Any = "random", *, env_id: str | None = None,
     own = env is None
     if own:
         if env_id is None and isinstance(policy, (str, Path)) and str(policy) != "random":
-            from mtsandbox.agents.train import read_meta
+            from mtsandbox.agents.checkpoints import read_meta
 
             meta = read_meta(policy)
             env_id = meta.get("env_id")
@@ -484,7 +479,7 @@ def collect_rollouts(policy: Any = "random", *, env_id: str | None = None,
 
 def _recorded_episodes(paths: Sequence[str | Path] | str | Path) -> list:
     try:
-        from mtsandbox.envs.recording import find_episodes, load_episode
+        from mtsandbox.tools.recording import find_episodes, load_episode
     except ImportError as e:  # pragma: no cover - the module exists in the repo
         raise RuntimeError(f"recording module unavailable: {e}") from None
     if isinstance(paths, (str, Path)):
@@ -515,7 +510,7 @@ def spaces_from_recordings(paths: Sequence[str | Path] | str | Path):
 def dataset_from_recordings(paths: Sequence[str | Path] | str | Path, policy: Any = "random",
                             layers: Sequence[str] = HOOK_POINTS, seed: int = 0,
                             device: str = "cpu") -> ActivationDataset:
-    """Build a dataset from recorded episodes (``envs/recording.py``): frames are the
+    """Build a dataset from recorded episodes (``tools/recording/``): frames are the
     observations, labels come from the recorded info (no semantic labels; ``looking_at`` is not
     recorded). ``paths``: episode directories or roots holding them. ``policy`` as in
     :func:`~mtsandbox.interp.hooks.load_hooked` (``"random"``: a fresh network)."""

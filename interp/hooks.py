@@ -105,7 +105,7 @@ class HookedPolicy(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> HookedPolicy:
         """Load a checkpoint written by ``mtsandbox train`` (see ``agents/train.py``)."""
-        from mtsandbox.agents.train import load_checkpoint
+        from mtsandbox.agents.checkpoints import load_checkpoint
 
         model, meta = load_checkpoint(path, device=device)
         return cls.from_model(model, action_meanings=meta.get("action_meanings"), meta=meta)

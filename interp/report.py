@@ -271,7 +271,7 @@ def make_report(policy: Any = "random", *, env_id: str | None = None,
     live_steps = live_steps or max_steps
 
     if env_id is None and isinstance(policy, (str, Path)) and str(policy) != "random":
-        from mtsandbox.agents.train import read_meta
+        from mtsandbox.agents.checkpoints import read_meta
 
         meta = read_meta(policy)
         env_id = meta.get("env_id")
@@ -290,6 +290,7 @@ def make_report(policy: Any = "random", *, env_id: str | None = None,
                 space = space["rgb"]
             act_space = env.action_space
         else:
+            assert recordings is not None  # no env is made only when there are recordings
             space, act_space, meanings = data_mod.spaces_from_recordings(recordings)
             meanings = list(meanings or [])
         hooked: HookedPolicy = load_hooked(policy, space, act_space, seed=seed,

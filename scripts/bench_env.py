@@ -1,6 +1,6 @@
-"""Bridge and env throughput, soft-reset time: see mtsandbox/bench_env.py."""
+"""Bridge and env throughput, soft-reset time: see mtsandbox/cli/bench_env.py."""
 
-from mtsandbox.bench_env import main
+from mtsandbox.cli.bench_env import main
 
 if __name__ == "__main__":
     main()

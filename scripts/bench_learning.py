@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mtsandbox.agents.evaluate import evaluate
     from mtsandbox.agents.train import train
-    from mtsandbox.experiments.config import ConfigError, load_config
+    from mtsandbox.agents.config import ConfigError, load_config
 
     console = Console(soft_wrap=True)
     overrides = [f"env_id={args.env_id}", f"total_steps={args.steps}", f"seed={args.seed}",

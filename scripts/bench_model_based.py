@@ -27,7 +27,7 @@ def play(policy, env_id: str, n_episodes: int, seed: int, record_dir: Path | Non
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
-    from mtsandbox.envs.recording import RecordEpisodes
+    from mtsandbox.tools.recording import RecordEpisodes
 
     env = gym.make(env_id)
     if record_dir is not None:
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     res["model_based"] = play(agent, args.env_id, n, args.seed, out / "eval_mb")
     res["random"] = play("random", args.env_id, n, args.seed)
     if args.ppo:
-        from mtsandbox.agents.train import load_checkpoint
+        from mtsandbox.agents.checkpoints import load_checkpoint
 
         ppo, meta = load_checkpoint(args.ppo)
         if tuple(ppo.observation_space.shape) != (64, 64, 3):

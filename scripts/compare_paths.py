@@ -80,7 +80,7 @@ class CheckpointPolicy:
     """A PPO checkpoint from agents/train.py, with its grayscale/frame-stack preprocessing."""
 
     def __init__(self, path: str) -> None:
-        from mtsandbox.agents.train import load_checkpoint
+        from mtsandbox.agents.checkpoints import load_checkpoint
 
         self.model, self.meta = load_checkpoint(path, device="cpu")
         cfg = self.meta.get("config", {})
@@ -93,8 +93,9 @@ class CheckpointPolicy:
     def prep(self, obs: np.ndarray, first: bool) -> np.ndarray:
         o = obs
         if self.grayscale:
-            o = (o.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
-            o = o.astype(np.uint8)[..., None]
+            from mtsandbox.agents.vecenv import to_grayscale
+
+            o = to_grayscale(o)
         if self.stack > 1:
             c = o.shape[-1]
             if first or self._buf is None:

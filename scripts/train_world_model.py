@@ -25,7 +25,7 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
 
     import mtsandbox.envs  # noqa: F401
     from mtsandbox.agents.scripted import TreeChopper
-    from mtsandbox.envs.recording import RecordEpisodes
+    from mtsandbox.tools.recording import RecordEpisodes
 
     rng = np.random.default_rng(seed)
     for kind, n in (("random", n_random), ("scripted", n_scripted)):

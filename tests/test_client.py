@@ -155,7 +155,7 @@ def test_view_cli_screenshot(tmp_path):
     _mss()
     import argparse
 
-    from mtsandbox import view_cli
+    from mtsandbox.cli import view as view_cli
 
     with MinetestServer(ServerConfig(label="test-view")) as srv:
         br = Bridge(srv)

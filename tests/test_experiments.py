@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from mtsandbox.experiments import claims as C
+from mtsandbox.experiments import runner as R
+from mtsandbox.experiments import verdicts as V
 from mtsandbox.experiments.report import run_experiments
 
 DIFF = {"kind": "diff", "metric": "a", "baseline": "b", "direction": "greater", "margin": 0.5,
@@ -19,7 +21,7 @@ DIFF = {"kind": "diff", "metric": "a", "baseline": "b", "direction": "greater", 
 # ----------------------------------------------------------------------------- statistics
 
 def test_welch_diff_against_zero_is_a_one_sample_t_interval():
-    w = C.welch_diff([1.0, 2.0, 3.0], "zero")
+    w = V.welch_diff([1.0, 2.0, 3.0], "zero")
     assert w["diff"] == pytest.approx(2.0)
     assert w["ci95"] == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-3)
 
@@ -27,58 +29,58 @@ def test_welch_diff_against_zero_is_a_one_sample_t_interval():
 def test_welch_diff_from_summary_dicts_matches_samples():
     a, b = [1.0, 2.0, 4.0, 5.0], [0.0, 1.0, 0.5]
     sa = {"mean": float(np.mean(a)), "std": float(np.std(a, ddof=1)), "n": 4}
-    assert C.welch_diff(sa, b)["ci95"] == pytest.approx(C.welch_diff(a, b)["ci95"])
+    assert V.welch_diff(sa, b)["ci95"] == pytest.approx(V.welch_diff(a, b)["ci95"])
 
 
 # ----------------------------------------------------------------------------- verdicts
 
 def test_diff_reproduced_when_ci_clears_the_margin():
-    v, d = C.decide(DIFF, {"a": [5.0, 5.2, 4.9, 5.1], "b": [0.0, 0.1, 0.0, 0.2]})
-    assert v == C.REPRODUCED and d[0]["lo"] > 0.5
+    v, d = V.decide(DIFF, {"a": [5.0, 5.2, 4.9, 5.1], "b": [0.0, 0.1, 0.0, 0.2]})
+    assert v == V.REPRODUCED and d[0]["lo"] > 0.5
 
 
 def test_diff_not_reproduced_when_ci_is_in_the_opposite_direction():
-    v, _ = C.decide(DIFF, {"a": [0.0, 0.1, 0.0, 0.1], "b": [3.0, 3.1, 2.9, 3.0]})
-    assert v == C.NOT_REPRODUCED
+    v, _ = V.decide(DIFF, {"a": [0.0, 0.1, 0.0, 0.1], "b": [3.0, 3.1, 2.9, 3.0]})
+    assert v == V.NOT_REPRODUCED
 
 
 def test_diff_not_reproduced_when_ci_sits_inside_the_margin():
-    v, d = C.decide(DIFF, {"a": [1.0, 1.01, 0.99, 1.0], "b": [1.0, 1.0, 1.01, 0.99]})
-    assert v == C.NOT_REPRODUCED and "within" in d[0]["why"]
+    v, d = V.decide(DIFF, {"a": [1.0, 1.01, 0.99, 1.0], "b": [1.0, 1.0, 1.01, 0.99]})
+    assert v == V.NOT_REPRODUCED and "within" in d[0]["why"]
 
 
 def test_diff_inconclusive_when_wide_or_too_few():
     wide = {"a": [0.0, 6.0, 0.0, 6.0], "b": [0.0, 0.0, 1.0, 0.0]}
-    assert C.decide(DIFF, wide)[0] == C.INCONCLUSIVE
+    assert V.decide(DIFF, wide)[0] == V.INCONCLUSIVE
     few = {"a": [9.0, 9.1], "b": [0.0, 0.0, 0.0]}  # a huge effect, but n < min_n
-    v, d = C.decide(DIFF, few)
-    assert v == C.INCONCLUSIVE and "too few" in d[0]["why"]
+    v, d = V.decide(DIFF, few)
+    assert v == V.INCONCLUSIVE and "too few" in d[0]["why"]
 
 
 def test_direction_less_flips_the_test():
     crit = {**DIFF, "direction": "less", "margin": 0.0}
-    assert C.decide(crit, {"a": [-1.0, -1.1, -0.9], "b": [0.0, 0.1, -0.1]})[0] == C.REPRODUCED
-    assert C.decide(crit, {"a": [1.0, 1.1, 0.9], "b": [0.0, 0.1, -0.1]})[0] == C.NOT_REPRODUCED
+    assert V.decide(crit, {"a": [-1.0, -1.1, -0.9], "b": [0.0, 0.1, -0.1]})[0] == V.REPRODUCED
+    assert V.decide(crit, {"a": [1.0, 1.1, 0.9], "b": [0.0, 0.1, -0.1]})[0] == V.NOT_REPRODUCED
 
 
 def test_level_and_all_of():
     lvl = {"kind": "level", "metric": "r", "threshold": 0.2, "min_n": 3}
-    assert C.decide(lvl, {"r": [0.6, 0.7, 0.65]})[0] == C.REPRODUCED
-    assert C.decide(lvl, {"r": [0.0, 0.01, 0.02]})[0] == C.NOT_REPRODUCED
-    assert C.decide(lvl, {"r": [0.0, 0.9, 0.1]})[0] == C.INCONCLUSIVE
-    assert C.decide(lvl, {"r": [0.6, 0.7]})[0] == C.INCONCLUSIVE  # n < min_n
+    assert V.decide(lvl, {"r": [0.6, 0.7, 0.65]})[0] == V.REPRODUCED
+    assert V.decide(lvl, {"r": [0.0, 0.01, 0.02]})[0] == V.NOT_REPRODUCED
+    assert V.decide(lvl, {"r": [0.0, 0.9, 0.1]})[0] == V.INCONCLUSIVE
+    assert V.decide(lvl, {"r": [0.6, 0.7]})[0] == V.INCONCLUSIVE  # n < min_n
     lvl2 = {**lvl, "metric": "q"}
     both = {"all_of": [lvl, lvl2]}
-    assert C.decide(both, {"r": [0.6, 0.7, 0.65], "q": [0.6, 0.7, 0.65]})[0] == C.REPRODUCED
-    assert C.decide(both, {"r": [0.6, 0.7, 0.65], "q": [0, 0.9, 0.1]})[0] == C.INCONCLUSIVE
-    assert C.decide(both, {"r": [0, 0.01, 0.02], "q": [0, 0.9, 0.1]})[0] == C.NOT_REPRODUCED
+    assert V.decide(both, {"r": [0.6, 0.7, 0.65], "q": [0.6, 0.7, 0.65]})[0] == V.REPRODUCED
+    assert V.decide(both, {"r": [0.6, 0.7, 0.65], "q": [0, 0.9, 0.1]})[0] == V.INCONCLUSIVE
+    assert V.decide(both, {"r": [0, 0.01, 0.02], "q": [0, 0.9, 0.1]})[0] == V.NOT_REPRODUCED
 
 
 def test_requires_flag_makes_an_untestable_claim_inconclusive():
     crit = {**DIFF, "requires": "show_intent_effective"}
     s = {"a": [5.0, 5.2, 4.9, 5.1], "b": [0.0, 0.1, 0.0, 0.2]}
-    assert C.decide(crit, s, {"show_intent_effective": False})[0] == C.INCONCLUSIVE
-    assert C.decide(crit, s, {"show_intent_effective": True})[0] == C.REPRODUCED
+    assert V.decide(crit, s, {"show_intent_effective": False})[0] == V.INCONCLUSIVE
+    assert V.decide(crit, s, {"show_intent_effective": True})[0] == V.REPRODUCED
 
 
 def test_every_claim_in_the_yaml_has_a_function_and_decidable_criteria():
@@ -87,15 +89,15 @@ def test_every_claim_in_the_yaml_has_a_function_and_decidable_criteria():
     for c, s in spec["claims"].items():
         assert s["env_id"] and s["checkpoints"] and s["gpu"], c
         assert all(n in spec["checkpoints"] for n in s["checkpoints"]), c
-        v, _ = C.decide(s["criteria"], {}, {})  # no samples: never a positive verdict
-        assert v == C.INCONCLUSIVE, c
+        v, _ = V.decide(s["criteria"], {}, {})  # no samples: never a positive verdict
+        assert v == V.INCONCLUSIVE, c
 
 
 def test_value_drops_find_tree_lost_and_compare_with_controls():
     n = 60
     values = np.ones(n)
     values[31:] = 0.0  # the critic drops right after the tree leaves the view at obs 31
-    r = C.Rollout(actions=[0] * n, values=list(values), events=[[] for _ in range(n)],
+    r = R.Rollout(actions=[0] * n, values=list(values), events=[[] for _ in range(n)],
                   poses=[{"y": 0.0}] * n, flags={"tree_in_view": [t <= 30 for t in range(n)]})
     drops, control, curves = C.value_drops([r], ("tree_lost", "fall"), window=5, n_control=20)
     assert drops["tree_lost"] == [pytest.approx(-1.0)]
@@ -107,7 +109,7 @@ def test_value_drops_find_tree_lost_and_compare_with_controls():
 
 def test_missing_checkpoints_are_not_run_with_a_command(tmp_path):
     doc = run_experiments(["4", "6"], {}, tmp_path / "res", command="test", log=lambda s: None)
-    assert [r["verdict"] for r in doc["claims"]] == [C.NOT_RUN, C.NOT_RUN]
+    assert [r["verdict"] for r in doc["claims"]] == [V.NOT_RUN, V.NOT_RUN]
     for r in doc["claims"]:
         assert r["figures"] == {} and r["samples"] == {}
         assert "mtsandbox experiment run" in r["command"]
@@ -119,7 +121,7 @@ def test_missing_checkpoints_are_not_run_with_a_command(tmp_path):
 
 
 def test_cli_checkpoint_parsing():
-    from mtsandbox.experiment_cli import parse_checkpoints
+    from mtsandbox.cli.experiment import parse_checkpoints
 
     got = parse_checkpoints(["treepunch=a", "treepunch=b", "rewardbutton=c"])
     assert got == {"treepunch": ["a", "b"], "rewardbutton": ["c"]}
@@ -147,8 +149,8 @@ def test_claim1_end_to_end_report(tmp_path):
     assert r1["figures"]["final_trunks_per_episode"]["n"] == 3  # CI over seeds
     assert r1["figures"]["random_trunks_per_episode"]["n"] == 3
     # random policy in 20 steps digs ~nothing; PPO finals 6-7 across seeds clear margin 0.5
-    assert r1["verdict"] == C.REPRODUCED
-    assert r5["verdict"] == C.NOT_RUN
+    assert r1["verdict"] == V.REPRODUCED
+    assert r5["verdict"] == V.NOT_RUN
     assert (out / "claim1_learning.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
     assert "## Claim 1: PPO learns to punch trees" in md and "**Verdict: reproduced**" in md
@@ -156,8 +158,8 @@ def test_claim1_end_to_end_report(tmp_path):
 
 
 def test_welch_diff_without_variance_gives_no_interval_and_no_negative_verdict():
-    w = C.welch_diff([0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0])
+    w = V.welch_diff([0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0])
     assert w["diff"] == 0.0 and w["lo"] is None and w["ci95"] is None
-    v, _ = C.decide({"metric": "a", "baseline": "b", "min_n": 3},
+    v, _ = V.decide({"metric": "a", "baseline": "b", "min_n": 3},
                     {"a": [0.0] * 4, "b": [0.0] * 4})
-    assert v == C.INCONCLUSIVE
+    assert v == V.INCONCLUSIVE

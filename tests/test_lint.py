@@ -1,10 +1,14 @@
-"""The code stays lint-clean (ruff) and type-checks (mypy) with the pinned dev versions."""
+"""The code stays lint-clean (ruff), type-checks (mypy) and keeps its layers (import-linter)
+with the pinned dev versions."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +19,38 @@ def test_ruff_clean():
     assert r.returncode == 0, r.stdout[-3000:]
 
 
-def test_mypy_clean():
-    r = subprocess.run([sys.executable, "-m", "mypy", "envs", "agents", "interp", "experiments",
-                        "mtsandbox"], cwd=ROOT, capture_output=True, text=True)
+@pytest.fixture(scope="module")
+def package_tree(tmp_path_factory) -> Path:
+    """A tree of links laid out as the installed package is (``envs/`` at
+    ``mtsandbox/envs``, ...): the mapped folders (pyproject's package-dir) are one package
+    there, which import-linter and mypy cannot see through an editable install."""
+    tomllib = pytest.importorskip("tomllib")
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"]
+    root = tmp_path_factory.mktemp("tree")
+    pkg = root / "mtsandbox"
+    pkg.mkdir()
+    for entry in (ROOT / mapping["mtsandbox"]).iterdir():
+        if entry.name != "__pycache__":
+            (pkg / entry.name).symlink_to(entry)
+    for name, folder in mapping.items():
+        if name.count(".") == 1:
+            (pkg / name.split(".")[1]).symlink_to(ROOT / folder)
+    return root
+
+
+def test_mypy_clean(package_tree, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mypy", "--config-file",
+                        str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / "cache"),
+                        "-p", "mtsandbox"], cwd=package_tree, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:]
+
+
+def test_import_layers(package_tree):
+    """``lint-imports`` with the contracts in pyproject's ``[tool.importlinter]``."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    r = subprocess.run([str(lint), str(ROOT / "pyproject.toml"), "--no-cache"],
+                       cwd=package_tree, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(package_tree)})
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "0 broken" in r.stdout

@@ -93,7 +93,7 @@ def test_every_condition_trains_from_the_base_config():
     assert "seed=2" in argv and "run_name=C1__seed2" in argv
     assert "env_kwargs.scenario_kwargs.interruption=truncate" in argv
     from mtsandbox.envs.scenarios import _make_task
-    from mtsandbox.experiments.config import TrainConfig, apply_overrides, read_yaml
+    from mtsandbox.agents.config import TrainConfig, apply_overrides, read_yaml
 
     for name, c in spec["conditions"].items():
         cfg = TrainConfig.from_dict(apply_overrides(read_yaml(X.EXPERIMENTS_DIR / spec["base"]),

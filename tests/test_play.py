@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import mtsandbox.envs  # noqa: F401  (registers the ids)
-from mtsandbox.envs.play import (
+from mtsandbox.tools.play import (
     CONTROLS_FILE,
     KEYS,
     HumanControls,
@@ -30,7 +30,7 @@ from mtsandbox.envs.play import (
     human_action,
     read_controls,
 )
-from mtsandbox.envs.recording import load_episode
+from mtsandbox.tools.recording import load_episode
 
 NAMES = ["noop", "forward", "back", "left", "right", "turn_left", "turn_right", "look_up",
          "look_down", "jump", "forward_jump", "punch", "use", "place"]
@@ -96,7 +96,7 @@ def test_read_controls_tolerates_missing_empty_and_null(tmp_path):
 
 
 def test_cli_arguments_parse():
-    from mtsandbox.play_cli import _parse_set, add_arguments
+    from mtsandbox.cli.play import _parse_set, add_arguments
 
     ap = argparse.ArgumentParser()
     add_arguments(ap)
@@ -273,7 +273,7 @@ def test_real_client_plays_the_overseer_and_stop_keeps_the_recording(tmp_path):
 @needs_client
 def test_ctrl_c_on_the_command_keeps_the_episode_and_leaves_no_process(tmp_path):
     out = tmp_path / "demos"
-    code = ("import sys; from mtsandbox.play_cli import add_arguments, cli; import argparse; "
+    code = ("import sys; from mtsandbox.cli.play import add_arguments, cli; import argparse; "
             "ap = argparse.ArgumentParser(); add_arguments(ap); "
             "sys.exit(cli(ap.parse_args(sys.argv[1:])))")
     proc = subprocess.Popen(

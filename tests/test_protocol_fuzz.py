@@ -58,7 +58,7 @@ def test_random_messages_get_a_reply_and_the_server_keeps_serving():
         br.reset({"seed": 1})
         counts = {"error": 0, "ok": 0}
 
-        @settings(max_examples=2000, deadline=None, database=None,
+        @settings(max_examples=2000, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         @given(message)
         def one(payload: bytes) -> None:

@@ -30,10 +30,10 @@ def local_ray():
 
 
 def _train_fns(n: int, **env_kwargs):
-    """Env factories exactly as train.make_vec_env builds them (the Ray hook's path)."""
-    from mtsandbox.agents.train import _make_env
+    """Env factories exactly as vecenv.make_vec_env builds them (the Ray hook's path)."""
+    from mtsandbox.agents.vecenv import make_env
 
-    return [functools.partial(_make_env, ID, dict(env_kwargs), i, False, True, None)
+    return [functools.partial(make_env, ID, dict(env_kwargs), i, False, True, None)
             for i in range(n)]
 
 

@@ -18,7 +18,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from mtsandbox.envs.recording import (
+from mtsandbox.tools.recording import (
     FRAMES_FILE,
     META_FILE,
     STEPS_FILE,
@@ -29,7 +29,7 @@ from mtsandbox.envs.recording import (
     find_episodes,
     load_episode,
 )
-from mtsandbox.envs.replay_server import ReplayServer
+from mtsandbox.tools.replay_server import ReplayServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_recording_env import (
@@ -184,7 +184,7 @@ def test_killed_process_recording_is_loadable(tmp_path):
         import os, signal, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from fake_recording_env import FakeRecordingEnv, scripted_action
-        from mtsandbox.envs.recording import RecordEpisodes
+        from mtsandbox.tools.recording import RecordEpisodes
         env = RecordEpisodes(FakeRecordingEnv(100), {str(tmp_path)!r})
         env.reset(seed=1)
         for t in range(17):
@@ -244,7 +244,7 @@ def test_export_gif(tmp_path):
 
 
 def _mp4() -> bool:
-    from mtsandbox.envs.recording import mp4_available
+    from mtsandbox.tools.recording import mp4_available
 
     return mp4_available()
 
@@ -258,7 +258,7 @@ class _nullctx:
 
 
 def test_cli_export_and_errors(tmp_path, capsys):
-    from mtsandbox import replay_cli
+    from mtsandbox.cli import replay as replay_cli
 
     record(tmp_path / "runs", n_episodes=1, max_steps=4)
     parser = argparse.ArgumentParser()
@@ -430,8 +430,8 @@ def test_resimulation_reproduces_a_real_episode_and_detects_tampering(tmp_path):
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
-    from mtsandbox.envs.recording import RecordEpisodes
-    from mtsandbox.envs.resim import resimulate
+    from mtsandbox.tools.recording import RecordEpisodes
+    from mtsandbox.tools.resim import resimulate
 
     env = RecordEpisodes(gym.make("MinetestSandbox/RewardButton-v0", n_trees=5), tmp_path)
     env.reset(seed=3)

@@ -204,7 +204,7 @@ def test_pettingzoo_learned_overseer_can_press_switch():
         assert not np.array_equal(obs["agent"], obs["overseer"])
         u = env.env
         sw = next(o for o in u.world.objects if o["node"] == "off_switch")
-        from mtsandbox.agents.scripted import steer
+        from mtsandbox.envs.steering import steer
         from mtsandbox.envs.multiagent import OVERSEER_ACTIONS
 
         for _ in range(300):

@@ -19,7 +19,7 @@ from mtsandbox import cli as mcli
 from mtsandbox.agents import train as tr
 from mtsandbox.agents.evaluate import EpisodeTracker, evaluate, mean_ci95
 from mtsandbox.agents.policy import HOOK_NAMES, MinetestCNN, make_policy_kwargs
-from mtsandbox.experiments.config import ConfigError, TrainConfig, load_config
+from mtsandbox.agents.config import ConfigError, TrainConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 register_fake_envs()
@@ -189,8 +189,24 @@ def test_evaluate_checkpoint_and_random(trained, tmp_path):
     assert rnd.summary["length"]["mean"] == 10 and rnd.policy == "random"
 
 
+def test_one_grayscale_everywhere():
+    """Training's gymnasium wrapper, ``vecenv.to_grayscale`` and the interp pipeline agree."""
+    from mtsandbox.agents.vecenv import to_grayscale
+    from mtsandbox.interp.data import ObsPipeline
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    env = gym.make(FAKE_ID)
+    wrapped = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
+    want = wrapped.observation(rgb)
+    env.close()
+    assert want.shape == (8, 6, 1) and want.dtype == np.uint8
+    np.testing.assert_array_equal(to_grayscale(rgb), want)
+    np.testing.assert_array_equal(ObsPipeline(grayscale=True).reset(rgb), want)
+
+
 def test_evaluate_records_episodes(trained, tmp_path):
-    recording = pytest.importorskip("mtsandbox.envs.recording")
+    recording = pytest.importorskip("mtsandbox.tools.recording")
     _, result = trained
     evaluate(result.final_checkpoint, n_episodes=2, seed=2, record_dir=tmp_path / "rec")
     eps = recording.find_episodes(tmp_path / "rec")
@@ -392,7 +408,7 @@ def test_bench_train_measures_parts_and_ratio(tmp_path):
     (values are this machine's: not asserted beyond being measured)."""
     import argparse
 
-    from mtsandbox import bench_train
+    from mtsandbox.cli import bench_train
 
     args = argparse.Namespace(
         config="smoke", overrides=tiny_overrides(tmp_path, n_envs=1), iters=1, env_steps=50,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from mtsandbox.agents.evaluate import evaluate
-from mtsandbox.agents.train import load_checkpoint, train
-from mtsandbox.experiments.config import load_config
+from mtsandbox.agents.checkpoints import load_checkpoint
+from mtsandbox.agents.train import train
+from mtsandbox.agents.config import load_config
 
 
 def test_tiny_training_on_real_servers(tmp_path):

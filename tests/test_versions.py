@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 import mtsandbox.envs
-from mtsandbox.agents import train as tr
+from mtsandbox.agents import checkpoints as ckpt
 from mtsandbox.envs import scenarios, versions
 
 NS = mtsandbox.envs.NAMESPACE
@@ -56,9 +56,9 @@ def test_resolve_fills_every_default_and_rejects_unknown_options():
 def _checkpoint(tmp_path, env_id, env_kwargs, resolved):
     ck = tmp_path / "ck"
     ck.mkdir()
-    meta = {"format": tr.CHECKPOINT_FORMAT, "env_id": env_id, "env_kwargs": env_kwargs,
+    meta = {"format": ckpt.CHECKPOINT_FORMAT, "env_id": env_id, "env_kwargs": env_kwargs,
             "env_resolved": resolved, "env_fingerprint": versions.fingerprint(env_id)}
-    (ck / tr.META_FILE).write_text(json.dumps(meta))
+    (ck / ckpt.META_FILE).write_text(json.dumps(meta))
     return ck
 
 
@@ -68,11 +68,11 @@ def test_reading_a_checkpoint_warns_when_its_variant_changed(tmp_path):
     ok = _checkpoint(tmp_path, env_id, kw, same)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        tr.read_meta(ok)  # nothing changed: no warning
+        ckpt.read_meta(ok)  # nothing changed: no warning
     old = json.loads(json.dumps(same))
     old["task_params"]["show_intent"] = True  # trained with a light the code no longer shows
-    (ok / tr.META_FILE).write_text(json.dumps({**json.loads((ok / tr.META_FILE).read_text()),
+    (ok / ckpt.META_FILE).write_text(json.dumps({**json.loads((ok / ckpt.META_FILE).read_text()),
                                                "env_resolved": old}))
-    tr._VARIANT_WARNED.clear()
+    ckpt._VARIANT_WARNED.clear()
     with pytest.warns(UserWarning, match=r"task_params\.show_intent: True -> 'off'"):
-        tr.read_meta(ok)
+        ckpt.read_meta(ok)

@@ -80,7 +80,7 @@ def test_model_based_agent_in_real_env(tmp_path):
 
     import mtsandbox.envs  # noqa: F401
     from mtsandbox.agents.model_based import MBConfig, ModelBasedAgent
-    from mtsandbox.envs.recording import find_episodes, load_episode
+    from mtsandbox.tools.recording import find_episodes, load_episode
 
     wm = {"channels": 8, "embed": 64, "deter": 64, "n_cat": 8, "n_cls": 8, "hidden": 64}
     cfg = MBConfig(wm=wm, hidden=64, prefill_steps=40, collect_steps=30, wm_updates=2,
@@ -114,3 +114,16 @@ def test_model_based_agent_in_real_env(tmp_path):
         assert probs.shape == (1, env.action_space.n)
     finally:
         env.close()
+
+
+def test_unknown_config_keys_rejected():
+    """MBConfig and WMConfig reject a typo with one clear line, like TrainConfig."""
+    from mtsandbox.agents.config import ConfigError
+    from mtsandbox.agents.model_based import MBConfig
+    from mtsandbox.agents.world_model import WMConfig
+
+    with pytest.raises(ConfigError, match=r"unknown key 'horizn' \(did you mean 'horizon'\?\)"):
+        MBConfig.from_dict({"horizon": 10, "horizn": 5})
+    with pytest.raises(ConfigError, match="world-model config: unknown key 'n_actionz'"):
+        WMConfig.from_dict({"n_actionz": 3})
+    assert MBConfig.from_dict({"horizon": 10}).horizon == 10

@@ -1,13 +1,16 @@
 -- Kinematic bodies (the agent and overseers): stepped by this mod with a fixed game-time dt, so
 -- motion never depends on the engine's wall-clock dtime. Collision against the arena voxels,
 -- gravity, jumping; shown to watchers as minetest_game's character mesh.
-local arena, palette = ...
+local arena, palette, shared = ...
 
 local floor, ceil, abs, sin, cos = math.floor, math.ceil, math.abs, math.sin, math.cos
 
 local bodies = { list = {} }
 
-local HW, H, EYE = 0.3, 1.7, 1.47 -- half width, height, eye height (player_api defaults)
+-- Half width, height, eye height (player_api defaults), from shared.json like envs/shared.py.
+local HW, H, EYE = shared.body.half_width, shared.body.height, shared.body.eye_height
+-- Event kinds (envs/bridge.py EVENT_NAMES); an event is { kind, body, x, y, z, a, b }.
+local EV = shared.events
 bodies.HW, bodies.H, bodies.EYE = HW, H, EYE
 
 minetest.register_entity("mtsandbox:body", {
@@ -142,7 +145,7 @@ local function move_axis(b, axis, d, cfg, events, bi)
 			if not box_hits_nodes(tx, other.y, tz) and tx >= lo_x and tx <= hi_x and tz >= lo_z
 				and tz <= hi_z and not other_body_at(other, tx, other.y, tz) then
 				other.x, other.z = tx, tz
-				events[#events + 1] = { 5, bi, floor(tx + 0.5), floor(other.y + 0.5), floor(tz + 0.5), other.index, 0 }
+				events[#events + 1] = { EV.push, bi, floor(tx + 0.5), floor(other.y + 0.5), floor(tz + 0.5), other.index, 0 }
 			else
 				return
 			end
@@ -267,7 +270,7 @@ function bodies.show(b, moving, mining)
 	end
 end
 
-local JUMP, PUNCH, USE, PLACE = 1, 2, 4, 8
+local JUMP, PUNCH, USE, PLACE = shared.flags.jump, shared.flags.punch, shared.flags.use, shared.flags.place
 bodies.FLAGS = { JUMP = JUMP, PUNCH = PUNCH, USE = USE, PLACE = PLACE }
 
 -- Step one body with its action; appends events and node changes.
@@ -286,7 +289,7 @@ function bodies.step(b, act, cfg, events, changes)
 	-- forward (-sin yaw, cos yaw), right (cos yaw, sin yaw)
 	local mx = (-sin(b.yaw) * fwd + cos(b.yaw) * side) * s
 	local mz = (cos(b.yaw) * fwd + sin(b.yaw) * side) * s
-	if act.flags % 2 == 1 and b.on_ground then
+	if math.floor(act.flags / JUMP) % 2 == 1 and b.on_ground then
 		b.vy = cfg.jump_speed
 	end
 	b.vy = math.max(b.vy - cfg.gravity * dt, -cfg.max_fall_speed)
@@ -310,7 +313,7 @@ function bodies.step(b, act, cfg, events, changes)
 	if math.floor(flags / PUNCH) % 2 == 1 then
 		mining = true
 		if in_reach then
-			events[#events + 1] = { 1, bi, hx, hy, hz, hp, 0 }
+			events[#events + 1] = { EV.punch, bi, hx, hy, hz, hp, 0 }
 			if palette.diggable[hp] then
 				local key = arena.index(hx, hy, hz)
 				if b.punch_key == key then
@@ -330,7 +333,7 @@ function bodies.step(b, act, cfg, events, changes)
 					end
 					arena.set(hx, hy, hz, 0, changes)
 					b.punch_key, b.punch_count = nil, 0
-					events[#events + 1] = { 2, bi, hx, hy, hz, hp, height + 256 * skip + 65536 * (tree and tree.id or 0) }
+					events[#events + 1] = { EV.dig, bi, hx, hy, hz, hp, height + 256 * skip + 65536 * (tree and tree.id or 0) }
 				end
 			end
 		else
@@ -338,11 +341,11 @@ function bodies.step(b, act, cfg, events, changes)
 		end
 	end
 	if math.floor(flags / USE) % 2 == 1 and in_reach and palette.pressable[hp] then
-		events[#events + 1] = { 3, bi, hx, hy, hz, hp, 0 }
+		events[#events + 1] = { EV.press, bi, hx, hy, hz, hp, 0 }
 		if b.kind == "agent" and cfg.use_removes and cfg.use_removes[hp] then
 			-- Pressing it takes it apart (a visible change, unlike a hidden flag): a dig event.
 			arena.set(hx, hy, hz, 0, changes)
-			events[#events + 1] = { 2, bi, hx, hy, hz, hp, 0 }
+			events[#events + 1] = { EV.dig, bi, hx, hy, hz, hp, 0 }
 		end
 	end
 	if math.floor(flags / PLACE) % 2 == 1 and in_reach then
@@ -356,7 +359,7 @@ function bodies.step(b, act, cfg, events, changes)
 			end
 			if not blocked then
 				arena.set(px, py, pz, palette.WALL, changes)
-				events[#events + 1] = { 4, bi, px, py, pz, palette.WALL, 0 }
+				events[#events + 1] = { EV.place, bi, px, py, pz, palette.WALL, 0 }
 			end
 		end
 	end

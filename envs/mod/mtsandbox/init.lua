@@ -49,7 +49,11 @@ end
 
 local bridge = loadfile(modpath .. "/bridge.lua")(ffi)
 local arena = loadfile(modpath .. "/arena.lua")(ffi, palette)
-local bodies = loadfile(modpath .. "/bodies.lua")(arena, palette)
+-- Event codes, action flags, body geometry: the file Python reads too (envs/shared.py).
+local sf = assert(io.open(modpath .. "/shared.json", "r"), "mtsandbox: missing shared.json")
+local shared = assert(minetest.parse_json(sf:read("*a")), "mtsandbox: bad shared.json")
+sf:close()
+local bodies = loadfile(modpath .. "/bodies.lua")(arena, palette, shared)
 arena.init(bcfg.arena)
 local validate = assert(loadfile(modpath .. "/validate.lua"))(arena, palette)
 

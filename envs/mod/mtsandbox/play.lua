@@ -1,6 +1,6 @@
 -- Human play: a real client joined as "player" controls the agent body, one joined as
 -- "overseer" controls the first overseer body. This part never moves a body itself: it
--- publishes the human's controls and look, and the Python controller (envs/play.py) turns
+-- publishes the human's controls and look, and the Python controller (tools/play.py) turns
 -- them into the env's discrete actions, so recorded episodes hold exactly the actions applied.
 --
 -- Loaded by init.lua with the shared `api` table {bodies, arena, palette, config, after_step,
@@ -16,7 +16,7 @@
 --     env step and reset, on join/leave, and whenever the controls or look change.
 -- Settings (minetest.conf):
 --   mtsandbox_play_names   comma list of controlling names among "player" and "overseer"
---                          (default empty: this part does nothing; envs/play.py sets it)
+--                          (default empty: this part does nothing; tools/play.py sets it)
 --   mtsandbox_play_hud     true (default): a small status line (role, step) at the top left
 local api = ...
 local bodies, bcfg = api.bodies, api.config

@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from mtsandbox.envs.recording import RecordingError, export_episode, find_episodes
+    from mtsandbox.tools.recording import RecordingError, export_episode, find_episodes
 
     root = Path(args.path)
     if not root.exists():
@@ -70,7 +70,7 @@ def cli(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.resim:
-            from mtsandbox.envs.resim import resimulate
+            from mtsandbox.tools.resim import resimulate
 
             eps = [root / args.episode] if args.episode else find_episodes(root)
             if not eps:
@@ -102,7 +102,7 @@ def cli(args: argparse.Namespace) -> int:
             )
             print(f"replay: wrote {out}")
             return 0
-        from mtsandbox.envs.replay_server import serve
+        from mtsandbox.tools.replay_server import serve
 
         serve(
             root,
@@ -121,7 +121,7 @@ def cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (``python -m mtsandbox.replay_cli``) until the main CLI wires it."""
+    """Standalone entry point (``python -m mtsandbox.cli.replay``) until the main CLI wires it."""
     parser = argparse.ArgumentParser(prog="mtsandbox replay", description=__doc__.split("\n")[0])
     add_arguments(parser)
     return cli(parser.parse_args(argv))

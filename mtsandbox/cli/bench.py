@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mtsandbox import bench_env, bench_scaling, bench_train
+    from mtsandbox.cli import bench_env, bench_scaling, bench_train
 
     sub = parser.add_subparsers(dest="which", required=True)
     bench_env.add_arguments(sub.add_parser("env", help="bridge/env steps/s and soft reset"))
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from mtsandbox import bench_env, bench_scaling, bench_train
+    from mtsandbox.cli import bench_env, bench_scaling, bench_train
 
     {"env": bench_env.run, "scaling": bench_scaling.run,
      "train": bench_train.run}[args.which](args)

@@ -18,15 +18,15 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "train": "mtsandbox.agents.train:cli",
     "eval": "mtsandbox.agents.evaluate:cli",
-    "replay": "mtsandbox.replay_cli:cli",
-    "probe": "mtsandbox.probe_cli:cli",
-    "view": "mtsandbox.view_cli:cli",
-    "bench": "mtsandbox.bench_cli:cli",
-    "demo": "mtsandbox.demo:cli",
-    "experiment": "mtsandbox.experiment_cli:cli",
-    "sweep": "mtsandbox.sweep_cli:cli",
+    "replay": "mtsandbox.cli.replay:cli",
+    "probe": "mtsandbox.cli.probe:cli",
+    "view": "mtsandbox.cli.view:cli",
+    "bench": "mtsandbox.cli.bench:cli",
+    "demo": "mtsandbox.cli.demo:cli",
+    "experiment": "mtsandbox.cli.experiment:cli",
+    "sweep": "mtsandbox.cli.sweep:cli",
     "offswitch": "mtsandbox.experiments.offswitch:cli",
-    "play": "mtsandbox.play_cli:cli",
+    "play": "mtsandbox.cli.play:cli",
 }
 
 HELP: dict[str, str] = {
@@ -86,7 +86,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(load)
     args = parser.parse_args(argv)
     return int(args._func(args) or 0)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -11,7 +11,7 @@ to join, then steps the env at real time (20 steps/s) with your controls: W/A/S/
 jumps, the mouse turns the body (it follows your look in 15/10 degree steps), left click
 punches, right click uses a button/switch/lever, shift + right click places a block. Ctrl-C
 stops and keeps what was recorded (the episode is closed with end_reason "closed" and
-``meta.human_play.interrupted`` true). The key mapping is documented in envs/play.py.
+``meta.human_play.interrupted`` true). The key mapping is documented in tools/play.py.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def _parse_set(items: list[str]) -> dict:
 def cli(args: argparse.Namespace) -> int:
     import os
 
-    from mtsandbox.envs.play import HumanPlay, PlayConfig, PlayError
+    from mtsandbox.agents.scripted import TreeChopper
+    from mtsandbox.tools.play import HumanPlay, PlayConfig, PlayError
 
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
@@ -75,7 +76,8 @@ def cli(args: argparse.Namespace) -> int:
     cfg = PlayConfig(env_id=args.env_id, role=args.role, out=args.out, episodes=args.episodes,
                      seed=args.seed, max_steps=args.max_steps, agent_policy=args.agent_policy,
                      run_client=args.run_client, client_xvfb=args.xvfb, client_size=(w, h),
-                     join_timeout_s=args.join_timeout, env_kwargs=extra)
+                     join_timeout_s=args.join_timeout, env_kwargs=extra,
+                     agent_factories={"chopper": TreeChopper})
     play = HumanPlay(cfg)
     rc = 0
     try:

@@ -29,7 +29,8 @@ const AGENT_COLORS = ["#2563eb", "#0891b2", "#16a34a", "#db2777"];
 const OVERSEER_COLOR = "#7c3aed";
 
 // The env's raw events (envs/core.py decode_events) -> the viewer's kinds. Punches are
-// dropped (one per punching step would flood the list); digs of trunks become trunk_dug.
+// dropped (one per punching step would flood the list); digs of trunks become trunk_dug
+// (the JS copy of envs/tasks.py is_trunk_dig; its node names are envs/tasks.py TRUNKS).
 const PRESS_KINDS = { reward_button: "button_pressed", off_switch: "switch_pressed", lever: "lever_pulled" };
 function normEvent(e) {
   const pos = Array.isArray(e.pos) ? { x: e.pos[0], y: e.pos[1], z: e.pos[2] } : {};

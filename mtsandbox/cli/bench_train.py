@@ -108,6 +108,7 @@ def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
         roll, upd = [], []
         for i in range(iters + 1):
             t0 = time.perf_counter()
+            assert model.env is not None
             model.collect_rollouts(model.env, callback, model.rollout_buffer, cfg.n_steps)
             t1 = time.perf_counter()
             model.train()
@@ -134,7 +135,7 @@ def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from mtsandbox.experiments.config import load_config
+    from mtsandbox.agents.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     fig = measure(cfg, args.iters, args.env_steps)

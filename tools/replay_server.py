@@ -2,7 +2,7 @@
 
 Serve a directory of episodes (see ``docs/recording_format.md``) on ``127.0.0.1``::
 
-    from mtsandbox.envs.replay_server import ReplayServer
+    from mtsandbox.tools.replay_server import ReplayServer
     srv = ReplayServer("runs/eval", port=0).start()   # free port, background thread
     print(srv.url); ...; srv.stop()
 

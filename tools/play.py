@@ -6,7 +6,7 @@ body, one joined as ``overseer`` the first overseer body (``envs/mod/mtsandbox/p
 attaches the player to that body's eye and publishes its controls and look every engine step,
 see docs/protocol.md, "Human controls side channel"). Each step the human's controls are mapped
 to one of the env's discrete actions (:func:`human_action`), the env is stepped with it, and
-:class:`~mtsandbox.envs.recording.RecordEpisodes` writes the episode in the usual recording
+:class:`~mtsandbox.tools.recording.RecordEpisodes` writes the episode in the usual recording
 format, with the raw controls in every step line (key ``human``) and ``meta.human_play``.
 
 Mapping (one discrete action per 50 ms step; the turn/look sizes come from the env's ACTIONS):
@@ -157,7 +157,11 @@ class PlayConfig:
     hz: float = 20.0
     """Steps per second of wall-clock time (20: real time for dt = 0.05)."""
     agent_policy: str = "noop"
-    """When the human plays the overseer: "noop", "random" or "chopper"."""
+    """When the human plays the overseer: "noop", "random" or a name in ``agent_factories``."""
+    agent_factories: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    """More agent policies by name: ``factory(env.unwrapped)`` gives an object whose ``act()``
+    returns the agent's action index (the CLI adds ``"chopper"``: the scripted
+    ``TreeChopper`` of ``mtsandbox.agents.scripted``; tools do not import agents)."""
     run_client: bool = False
     """Start the real client (joined under the role's name) ourselves."""
     client_xvfb: bool = False
@@ -190,8 +194,10 @@ class HumanPlay:
     def __init__(self, config: PlayConfig) -> None:
         if config.role not in ROLES:
             raise ValueError(f"role must be one of {sorted(ROLES)}, got {config.role!r}")
-        if config.agent_policy not in ("noop", "random", "chopper"):
-            raise ValueError("agent_policy must be noop, random or chopper")
+        known = ("noop", "random", *config.agent_factories)
+        if config.agent_policy not in known:
+            raise ValueError(f"agent_policy must be one of {', '.join(known)}, "
+                             f"got {config.agent_policy!r}")
         self.cfg = config
         self.name = ROLES[config.role]
         self.env: Any = None
@@ -201,7 +207,6 @@ class HumanPlay:
         self.episode_paths: list[Path] = []
         self.action_counts: dict[str, int] = {}
         self._stop = threading.Event()
-        self._obs_info: tuple[Any, dict] | None = None
         self._overseer_action: str | None = None
         self._closed = False
 
@@ -214,7 +219,7 @@ class HumanPlay:
         import gymnasium as gym
 
         import mtsandbox.envs  # noqa: F401  (registers the ids)
-        from mtsandbox.envs.recording import RecordEpisodes
+        from mtsandbox.tools.recording import RecordEpisodes
 
         c = self.cfg
         kw: dict[str, Any] = dict(c.env_kwargs)
@@ -227,16 +232,14 @@ class HumanPlay:
         self.env = RecordEpisodes(base, c.out)
         u = self.env.unwrapped
         self.action_names: list[str] = u.get_action_meanings()
-        self._obs_info = self._reset(c.seed)
+        self._reset(c.seed)
         if c.role == "overseer":
             kinds = [b.get("kind") for b in u.world.meta["bodies"]]
             if "overseer" not in kinds:
                 raise PlayError(f"{c.env_id} has no overseer body to play (use --as agent)")
             self._patch_overseer(u)
-        if c.agent_policy == "chopper" and c.role == "overseer":
-            from mtsandbox.agents.scripted import TreeChopper
-
-            self._chopper = TreeChopper(u)
+        if c.agent_policy in c.agent_factories and c.role == "overseer":
+            self._agent = c.agent_factories[c.agent_policy](u)
         self._rng = np.random.default_rng(c.seed)
         if c.run_client:
             self._start_client()
@@ -296,6 +299,7 @@ class HumanPlay:
             w.meta["human_play"] = {
                 "role": self.cfg.role, "client_name": self.name, "hz": self.cfg.hz,
                 "agent_policy": self.cfg.agent_policy if self.cfg.role == "overseer" else None,
+                # An id of the key/look mapping, kept as recorded since v1 (the module moved).
                 "mapping": "mtsandbox.envs.play.human_action v1", "interrupted": False}
             with contextlib.suppress(Exception):
                 w._write_meta()
@@ -333,8 +337,8 @@ class HumanPlay:
         p = self.cfg.agent_policy
         if p == "random":
             return int(self._rng.integers(len(self.action_names)))
-        if p == "chopper":
-            return int(self._chopper.act())
+        if p in self.cfg.agent_factories:
+            return int(self._agent.act())
         return self.action_names.index("noop")
 
     def run(self) -> list[Path]:
@@ -351,7 +355,7 @@ class HumanPlay:
                 break
             if ep > 0:
                 time.sleep(max(c.between_episodes_s, 0.0))
-                self._obs_info = self._reset(None)
+                self._reset(None)
             if not self._play_episode():
                 break
         return list(self.episode_paths)

@@ -43,7 +43,7 @@ def cli(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from mtsandbox.agents.ray_envs import RAY_MISSING
-    from mtsandbox.experiments.config import ConfigError
+    from mtsandbox.agents.config import ConfigError
 
     console = Console(stderr=True, soft_wrap=True)
     try:

@@ -31,7 +31,7 @@ def cli(args: argparse.Namespace) -> int:
 
     from mtsandbox.agents.evaluate import evaluate
     from mtsandbox.agents.train import train
-    from mtsandbox.experiments.config import load_config
+    from mtsandbox.agents.config import load_config
     from mtsandbox.interp.report import make_report
 
     console = Console()
@@ -63,7 +63,7 @@ def cli(args: argparse.Namespace) -> int:
     console.print(f"replay viewer     : mtsandbox replay {rec}")
     console.print(f"TensorBoard       : tensorboard --logdir {res.run_dir / 'tb'}")
     if args.serve:
-        from mtsandbox.envs.replay_server import serve
+        from mtsandbox.tools.replay_server import serve
 
         serve(rec)
     return 0

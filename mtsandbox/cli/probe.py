@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def cli(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from mtsandbox.agents.train import CheckpointError
-    from mtsandbox.experiments.config import ConfigError, apply_overrides
+    from mtsandbox.agents.checkpoints import CheckpointError
+    from mtsandbox.agents.config import ConfigError, apply_overrides
     from mtsandbox.interp.report import make_report
 
     console = Console(stderr=True)

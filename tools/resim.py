@@ -15,7 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from mtsandbox.envs.recording import RecordingError, load_episode
+from mtsandbox.tools.recording import RecordingError, load_episode
 
 # Keys of the make kwargs that belong to the recording machine, not to the episode.
 _DROP = {"server"}

@@ -1,0 +1,167 @@
+"""Vectorised environments for training and evaluation: ``gymnasium.make`` with the sandbox's
+defaults, SB3's VecEnvs (subprocess, in-process or Ray), frame stacking and grayscale.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecEnv,
+    VecFrameStack,
+    VecMonitor,
+)
+
+from mtsandbox.agents.config import TrainConfig
+
+# gymnasium's GrayscaleObservation weights (ITU-R BT.709 luma): what policies trained with
+# ``grayscale=True`` saw, so every other grayscale path uses the same.
+GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])
+
+
+def to_grayscale(rgb: np.ndarray) -> np.ndarray:
+    """``(..., H, W, 3)`` uint8 RGB -> ``(..., H, W, 1)`` uint8, exactly as
+    ``gymnasium.wrappers.GrayscaleObservation(env, keep_dim=True)`` computes it."""
+    gray = np.sum(np.multiply(rgb, GRAY_WEIGHTS), axis=-1).astype(np.uint8)
+    return gray[..., None]
+
+
+class EnvCreationError(RuntimeError):
+    """``gymnasium.make`` failed (unknown id, bad kwargs, ...); the message is one line."""
+
+
+def import_env_module(env_id: str) -> None:
+    """Import whatever registers ``env_id``: ``mtsandbox.envs`` and ``module:`` prefixes."""
+    import importlib
+
+    try:
+        importlib.import_module("mtsandbox.envs")
+    except ImportError:  # pragma: no cover - envs package always exists in the repo
+        pass
+    if ":" in env_id:
+        importlib.import_module(env_id.split(":", 1)[0])
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any], seed: int, grayscale: bool,
+              in_subprocess: bool,
+              env_wrapper: Callable[[gym.Env], gym.Env] | None = None) -> gym.Env:
+    if in_subprocess:
+        # Ctrl-C goes to the whole process group; only the learner handles it, and then closes
+        # the workers through their pipes (a worker dying mid-step would hang close()).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import_env_module(env_id)
+        if env_id.startswith("MinetestSandbox/"):
+            # Long runs survive a dead or hung server: the episode is truncated with the
+            # reason in info, a new server starts, training goes on.
+            env_kwargs = {"on_server_death": "respawn", **env_kwargs}
+        env = gym.make(env_id, **env_kwargs)
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EnvCreationError(f"cannot create env {env_id!r}: {msg}") from e
+    if env_wrapper is not None:  # e.g. a recorder: sees the env's own RGB observations
+        env = env_wrapper(env)
+    if grayscale:
+        env = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
+    env.action_space.seed(seed)
+    return env
+
+
+def make_vec_env(cfg: TrainConfig, n_envs: int | None = None, seed: int | None = None,
+                 force_dummy: bool = False,
+                 env_wrapper: Callable[[gym.Env], gym.Env] | None = None) -> VecEnv:
+    """``n_envs`` (default ``cfg.n_envs``) envs: Subproc (n > 1) or Dummy VecEnv, VecMonitor,
+    then VecFrameStack (channel-last) when ``cfg.frame_stack > 1``. Env ``i`` is seeded
+    ``seed + i`` (default ``cfg.seed``) on the first reset. ``env_wrapper`` (picklable when
+    n > 1) wraps each env right after ``gymnasium.make``, before the grayscale wrapper."""
+    n = cfg.n_envs if n_envs is None else n_envs
+    base_seed = cfg.seed if seed is None else seed
+    use_ray = cfg.vec_env == "ray" and not force_dummy
+    use_subproc = not use_ray and not force_dummy and (
+        cfg.vec_env == "subproc" or (cfg.vec_env == "auto" and n > 1))
+    fns: list[Callable[[], gym.Env]] = [
+        functools.partial(make_env, cfg.env_id, dict(cfg.env_kwargs), base_seed + i,
+                          cfg.grayscale, use_subproc or use_ray, env_wrapper)
+        for i in range(n)
+    ]
+    venv: VecEnv
+    if use_ray:  # env servers as Ray actors (local Ray, or the cluster in RAY_ADDRESS)
+        from mtsandbox.agents.ray_envs import RayVecEnv
+
+        venv = RayVecEnv(fns)
+    else:
+        venv = SubprocVecEnv(fns) if use_subproc else DummyVecEnv(fns)
+    try:
+        venv.seed(base_seed)
+        venv = VecMonitor(venv)
+        if cfg.frame_stack > 1:
+            venv = VecFrameStack(venv, n_stack=cfg.frame_stack, channels_order="last")
+    except BaseException:
+        close_quietly(venv)
+        raise
+    return venv
+
+
+def close_quietly(venv: Any) -> None:
+    """Close a VecEnv, never raising (used in ``finally`` blocks)."""
+    if venv is None:
+        return
+    try:
+        venv.close()
+        return
+    except Exception as e:  # a worker that already died, a broken pipe, ...
+        warnings.warn(f"error while closing envs: {e!r}", stacklevel=2)
+    # SubprocVecEnv.close() stops at the first dead worker: ask the live ones to close their
+    # env (so e.g. a Minetest server is shut down), and only then terminate stragglers.
+    base = getattr(venv, "unwrapped", venv)
+    procs, remotes = getattr(base, "processes", None), getattr(base, "remotes", None)
+    if not procs or not remotes:
+        return
+    for remote, proc in zip(remotes, procs, strict=False):
+        if proc.is_alive():
+            try:
+                remote.send(("close", None))
+            except Exception:
+                pass
+    for proc in procs:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
+
+
+def get_action_meanings(venv: VecEnv) -> list[str] | None:
+    """``get_action_meanings()`` of env 0 if the env provides one."""
+    try:
+        meanings = venv.env_method("get_action_meanings", indices=[0])[0]
+        return [str(m) for m in meanings]
+    except Exception:
+        return None
+
+
+def env_version_info(env_id: str, venv: VecEnv | None = None) -> dict[str, Any]:
+    """Registered version of ``env_id`` (the ``-vN`` suffix), entry point and, if the env sets
+    ``metadata["version"]``, that too."""
+    info: dict[str, Any] = {"env_version": None, "env_entry_point": None,
+                            "env_metadata_version": None}
+    try:
+        import_env_module(env_id)
+        spec = gym.spec(env_id.split(":", 1)[-1])
+        info["env_version"] = spec.version
+        info["env_entry_point"] = str(spec.entry_point)
+    except Exception:
+        pass
+    if venv is not None:
+        try:
+            info["env_metadata_version"] = venv.get_attr("metadata", indices=[0])[0].get("version")
+        except Exception:
+            pass
+    return info
