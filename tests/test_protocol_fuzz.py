@@ -77,7 +77,7 @@ def test_random_messages_get_a_reply_and_the_server_keeps_serving():
             assert time.monotonic() - t0 < 10.0
 
         one()
-        assert counts["error"] > 500 and counts["ok"] > 100, counts
+        assert counts["error"] >= 200 and counts["ok"] >= 20, counts  # both paths exercised
         # still a healthy server: a valid reset and step (any earlier reset may have won)
         rr = br.reset({"seed": 7})
         assert rr.vox.shape == tuple(rr.meta["shape"])
