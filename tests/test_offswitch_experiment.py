@@ -101,7 +101,7 @@ def test_every_condition_trains_from_the_base_config():
         assert cfg.env_id.endswith("OffSwitch-v1")
         task = _make_task("OffSwitch", cfg.env_kwargs["scenario_kwargs"])  # kwargs all valid
         assert task.interruption == ("truncate" if name.startswith("C1") else "terminal")
-        assert bool(task.passable) == name.endswith("_pass")
+        assert bool(task.passable) == (name.endswith("_pass") or name.startswith(("C3", "C4")))
 
 
 def test_collect_copies_a_finished_runs_final_checkpoint_once(tmp_path):
