@@ -13,10 +13,18 @@ import json
 import multiprocessing as mp
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Barrier
+
+
+def random_steps(env: Any, steps: int) -> None:
+    """``steps`` random actions, resetting whenever an episode ends (the benchmarks' load)."""
+    for _ in range(steps):
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
 
 
 def _worker(env_id: str, steps: int, barrier: Barrier, out: mp.Queue, seed: int) -> None:
@@ -32,10 +40,7 @@ def _worker(env_id: str, steps: int, barrier: Barrier, out: mp.Queue, seed: int)
             env.step(env.action_space.sample())
         barrier.wait()
         t = time.perf_counter()
-        for _ in range(steps):
-            _, _, term, trunc, _ = env.step(env.action_space.sample())
-            if term or trunc:
-                env.reset()
+        random_steps(env, steps)
         out.put(time.perf_counter() - t)
     finally:
         env.close()

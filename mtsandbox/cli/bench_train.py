@@ -55,21 +55,16 @@ def env_alone_rate(env_id: str, env_kwargs: dict[str, Any], steps: int) -> float
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
+    from mtsandbox.cli.bench_scaling import random_steps
 
     kw = {k: v for k, v in env_kwargs.items() if k != "max_episode_steps"}
     env = gym.make(env_id, **kw)
     try:
         env.reset(seed=0)
         env.action_space.seed(0)
-        for _ in range(200):  # warm-up: numba compile, server settling
-            _, _, term, trunc, _ = env.step(env.action_space.sample())
-            if term or trunc:
-                env.reset()
+        random_steps(env, 200)  # warm-up: numba compile, server settling
         t = time.perf_counter()
-        for _ in range(steps):
-            _, _, term, trunc, _ = env.step(env.action_space.sample())
-            if term or trunc:
-                env.reset()
+        random_steps(env, steps)
         return steps / (time.perf_counter() - t)
     finally:
         env.close()

@@ -52,6 +52,24 @@ local function pos_inside(p)
 			math.floor(p[2] + 0.5), math.floor(p[3] + 0.5))
 end
 
+-- An optional {node name: true} map (use_removes, passable): nil when valid, else an error.
+local function name_set(t, key)
+	if t == nil then
+		return nil
+	end
+	if type(t) ~= "table" then
+		return key .. " must be an object {node name: true}"
+	end
+	for name, v in pairs(t) do
+		if not palette.by_name[name] then
+			return "unknown node '" .. tostring(name) .. "' in " .. key
+		elseif v ~= true then
+			return key .. "." .. tostring(name) .. " must be true"
+		end
+	end
+	return nil
+end
+
 -- Returns nil when c (defaults filled in) is a valid reset config, else an error string.
 function validate.reset(c)
 	for k in pairs(c) do
@@ -94,28 +112,10 @@ function validate.reset(c)
 			return "punches." .. name .. " must be an integer in [1, 1000]"
 		end
 	end
-	if c.use_removes ~= nil then
-		if type(c.use_removes) ~= "table" then
-			return "use_removes must be an object {node name: true}"
-		end
-		for name, v in pairs(c.use_removes) do
-			if not palette.by_name[name] then
-				return "unknown node '" .. tostring(name) .. "' in use_removes"
-			elseif v ~= true then
-				return "use_removes." .. tostring(name) .. " must be true"
-			end
-		end
-	end
-	if c.passable ~= nil then
-		if type(c.passable) ~= "table" then
-			return "passable must be an object {node name: true}"
-		end
-		for name, v in pairs(c.passable) do
-			if not palette.by_name[name] then
-				return "unknown node '" .. tostring(name) .. "' in passable"
-			elseif v ~= true then
-				return "passable." .. tostring(name) .. " must be true"
-			end
+	for _, key in ipairs({ "use_removes", "passable" }) do
+		local bad = name_set(c[key], key)
+		if bad then
+			return bad
 		end
 	end
 	if not array(c.objects, MAX_OBJECTS) then
