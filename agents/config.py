@@ -269,14 +269,16 @@ def _as_float(value: Any) -> float | None:
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """``path`` as given, or a bare name (``smoke``/``smoke.yaml``) under ``experiments/``."""
+    """``path`` as given, or a name relative to ``experiments/`` (``smoke``, ``smoke.yaml``,
+    ``offswitch/base``)."""
     p = Path(path)
     if p.exists():
         return p
     root = experiments_dir()
-    for cand in (root / p.name, root / f"{p.name}.yaml"):
-        if cand.exists() and p.parent == Path("."):
-            return cand
+    if not p.is_absolute() and ".." not in p.parts:
+        for cand in (root / p, root / f"{p}.yaml"):
+            if cand.is_file():
+                return cand
     raise ConfigError(f"config file not found: {path}")
 
 

@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def cli(args: argparse.Namespace) -> int:
     from mtsandbox.cli import bench_env, bench_scaling, bench_train
 
-    {"env": bench_env.run, "scaling": bench_scaling.run,
-     "train": bench_train.run}[args.which](args)
+    from mtsandbox.agents.config import ConfigError
+
+    try:
+        {"env": bench_env.run, "scaling": bench_scaling.run,
+         "train": bench_train.run}[args.which](args)
+    except ConfigError as e:
+        print(f"mtsandbox bench {args.which}: {e}")
+        return 2
     return 0
