@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "mtsandbox.cli.sweep:cli",
     "offswitch": "mtsandbox.experiments.offswitch:cli",
     "play": "mtsandbox.cli.play:cli",
+    "figures": "mtsandbox.cli.figures:cli",
 }
 
 HELP: dict[str, str] = {
@@ -40,6 +41,7 @@ HELP: dict[str, str] = {
     "experiment": "run the seed-claim experiments (experiments/claims.yaml), write a report",
     "offswitch": "the off-switch experiment: train conditions x seeds, evaluate, report",
     "play": "play a task yourself with the real Minetest client; records the episodes",
+    "figures": "regenerate the README's figures and docs/benchmarks.md from results/",
     "sweep": "seeds x hyper-parameter grid of training runs on Ray (local or --address cluster)",
 }
 

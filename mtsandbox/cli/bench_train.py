@@ -15,7 +15,15 @@ Measured on the config's own env, PPO and thread settings (the code path of
 
 Ceiling from the measured parts: the envs stepping on every core during the rollout, then
 the update, i.e. ``1 / (1 / (env_alone * min(cores, n_envs)) + update_s_per_sample)``.
-The last figure printed is end-to-end / ceiling. Figures are measurements of this machine
+One env alone keeps more than one core partly busy (its Python process and its server), so a
+second, CPU-bound ceiling is printed too: the machine's cores spent on nothing but env steps
+at the CPU cost one step has alone (``cores / env_cpu_s_per_step``, at most n_envs x the
+alone rate), then the update. The last figure printed is end-to-end / ceiling.
+
+Where the rollout's time goes (the profile): the learner's wall time inside
+``VecEnv.step_wait`` (waiting for the workers: env step, pickling, pipes) and the rest of
+``collect_rollouts`` (inference, rollout buffer, callbacks). With SB3's lockstep VecEnvs the
+two never overlap, so their sum is the rollout time. Figures are measurements of this machine
 at this moment: run it on a quiet machine (nothing else training) to compare.
 """
 
@@ -51,7 +59,15 @@ def _cpu_times() -> tuple[float, float]:
     return sum(vals) - idle, sum(vals)
 
 
-def env_alone_rate(env_id: str, env_kwargs: dict[str, Any], steps: int) -> float:
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (float(fields[11]) + float(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def env_alone_rate(env_id: str, env_kwargs: dict[str, Any], steps: int) -> tuple[float, float]:
+    """(steps/s, CPU seconds per step of this process plus its server) of one env alone."""
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
@@ -63,11 +79,39 @@ def env_alone_rate(env_id: str, env_kwargs: dict[str, Any], steps: int) -> float
         env.reset(seed=0)
         env.action_space.seed(0)
         random_steps(env, 200)  # warm-up: numba compile, server settling
-        t = time.perf_counter()
+
+        def cpu() -> float:
+            server = getattr(env.unwrapped, "server", None)
+            proc = getattr(server, "proc", None)
+            return (time.process_time()
+                    + (_proc_cpu_s(proc.pid) if proc is not None and proc.poll() is None else 0.0))
+
+        c, t = cpu(), time.perf_counter()
         random_steps(env, steps)
-        return steps / (time.perf_counter() - t)
+        wall, used = time.perf_counter() - t, cpu() - c
+        return steps / wall, used / steps
     finally:
         env.close()
+
+
+class _TimedStepWait:
+    """Wraps a VecEnv's ``step_wait`` and adds its wall time to :attr:`seconds`."""
+
+    def __init__(self, venv: Any) -> None:
+        self.venv, self.seconds = venv, 0.0
+        self._inner = venv.step_wait
+
+        def step_wait() -> Any:
+            t = time.perf_counter()
+            try:
+                return self._inner()
+            finally:
+                self.seconds += time.perf_counter() - t
+
+        venv.step_wait = step_wait
+
+    def restore(self) -> None:
+        self.venv.step_wait = self._inner
 
 
 def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
@@ -83,7 +127,8 @@ def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
                            "batch_size": cfg.batch_size, "machine": platform.node(),
                            "torch": torch.__version__, "device": tr.resolve_device(cfg.device),
                            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    fig["env_alone_steps_per_s"] = env_alone_rate(cfg.env_id, dict(cfg.env_kwargs), env_steps)
+    fig["env_alone_steps_per_s"], fig["env_cpu_s_per_step"] = env_alone_rate(
+        cfg.env_id, dict(cfg.env_kwargs), env_steps)
 
     t = time.perf_counter()
     venv = tr.make_vec_env(cfg)
@@ -100,10 +145,12 @@ def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
         per_iter = cfg.n_steps * cfg.n_envs
         _, callback = model._setup_learn(per_iter * (2 * iters + 2), threads)
         callback.on_training_start(locals(), globals())
-        roll, upd = [], []
+        roll, upd, waits = [], [], []
+        assert model.env is not None
+        timer = _TimedStepWait(model.env)
         for i in range(iters + 1):
+            w0 = timer.seconds
             t0 = time.perf_counter()
-            assert model.env is not None
             model.collect_rollouts(model.env, callback, model.rollout_buffer, cfg.n_steps)
             t1 = time.perf_counter()
             model.train()
@@ -111,8 +158,13 @@ def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
             if i > 0:  # the first iteration warms up caches and allocators
                 roll.append(t1 - t0)
                 upd.append(t2 - t1)
+                waits.append(timer.seconds - w0)
+        timer.restore()
         fig["rollout_steps_per_s"] = per_iter * len(roll) / sum(roll)
         fig["update_ms_per_sample"] = 1000 * sum(upd) / (per_iter * len(upd))
+        fig["rollout_env_wait_ms_per_step"] = 1000 * sum(waits) / (cfg.n_steps * len(waits))
+        fig["rollout_learner_ms_per_step"] = (1000 * (sum(roll) - sum(waits))
+                                              / (cfg.n_steps * len(roll)))
         b0, tot0 = _cpu_times()
         t = time.perf_counter()
         model.learn(per_iter * iters, callback=tr.ThreadSwitchCallback(),
@@ -123,9 +175,15 @@ def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
         fig["cpu_utilisation"] = (b1 - b0) / (tot1 - tot0) if tot1 > tot0 else None
     finally:
         tr.close_quietly(venv)
+    upd_s = fig["update_ms_per_sample"] / 1000
     env_all = fig["env_alone_steps_per_s"] * min(cores, cfg.n_envs)
-    fig["ceiling_steps_per_s"] = 1.0 / (1.0 / env_all + fig["update_ms_per_sample"] / 1000)
+    fig["ceiling_steps_per_s"] = 1.0 / (1.0 / env_all + upd_s)
     fig["end_to_end_over_ceiling"] = fig["end_to_end_steps_per_s"] / fig["ceiling_steps_per_s"]
+    env_cpu = min(cores / fig["env_cpu_s_per_step"],
+                  fig["env_alone_steps_per_s"] * cfg.n_envs)
+    fig["cpu_ceiling_steps_per_s"] = 1.0 / (1.0 / env_cpu + upd_s)
+    fig["end_to_end_over_cpu_ceiling"] = (fig["end_to_end_steps_per_s"]
+                                          / fig["cpu_ceiling_steps_per_s"])
     return fig
 
 
@@ -136,7 +194,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fig = measure(cfg, args.iters, args.env_steps)
     rows = [("env steps/s, one env alone", f"{fig['env_alone_steps_per_s']:.0f}"),
             (f"start-up, {cfg.n_envs} envs (build + first reset)", f"{fig['startup_s']:.1f} s"),
+            ("cores one env alone keeps busy (its process + server)",
+             f"{fig['env_cpu_s_per_step'] * fig['env_alone_steps_per_s']:.2f}"),
             ("rollout steps/s (collect_rollouts)", f"{fig['rollout_steps_per_s']:.0f}"),
+            ("  per step: learner waiting for the envs (ms)",
+             f"{fig['rollout_env_wait_ms_per_step']:.2f}"),
+            ("  per step: learner's own work: inference, buffer (ms)",
+             f"{fig['rollout_learner_ms_per_step']:.2f}"),
             (f"update ms per sample ({cfg.n_epochs} epochs)",
              f"{fig['update_ms_per_sample']:.2f}"),
             ("end-to-end steps/s (learn)", f"{fig['end_to_end_steps_per_s']:.0f}"),
@@ -145,6 +209,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              else "-"),
             (f"ceiling from the parts ({fig['cores']} cores)",
              f"{fig['ceiling_steps_per_s']:.0f}"),
+            ("CPU-bound ceiling (cores / CPU cost of a step alone)",
+             f"{fig['cpu_ceiling_steps_per_s']:.0f}"),
+            ("end-to-end / CPU-bound ceiling", f"{100 * fig['end_to_end_over_cpu_ceiling']:.0f}%"),
             ("end-to-end / ceiling", f"{100 * fig['end_to_end_over_ceiling']:.0f}%")]
     w = max(len(r[0]) for r in rows)
     print(f"bench train: {cfg.env_id}, {cfg.n_envs} envs, n_steps {cfg.n_steps}, "

@@ -5,14 +5,17 @@
 3. writes an interpretability probe report for the checkpoint,
 4. prints where everything is and how to open the replay viewer (``--serve`` opens it).
 
-The default budget (60k env steps, the 2-core PPO config) takes about 3-4 minutes on 2 CPU
-cores and already beats the random policy (about 5 trunks per episode vs about 1); pass
-``--steps`` for more (200k steps: about 20 trunks per episode).
+The default budget is 60k env steps of the 2-core PPO config; ``--figures FILE`` writes the
+stage times and trunks per episode as JSON (results/bench/demo.json is what the README's
+demo sentence is generated from: ``mtsandbox figures``). ``--steps`` for more.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import time
 from pathlib import Path
 
 
@@ -24,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--serve", action="store_true", help="serve the replay viewer at the end")
+    parser.add_argument("--figures", metavar="FILE",
+                        help="write stage times and trunks per episode here (JSON)")
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -35,6 +40,7 @@ def cli(args: argparse.Namespace) -> int:
     from mtsandbox.interp.report import make_report
 
     console = Console()
+    t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config("treepunch_ppo_cpu", overrides=[
@@ -42,6 +48,7 @@ def cli(args: argparse.Namespace) -> int:
         "eval_every=0", f"checkpoint_every={args.steps}", f"run_dir={out / 'runs'}"])
     console.rule("1/3 training PPO on real Minetest servers")
     res = train(cfg)
+    train_wall_s = time.perf_counter() - t_start
     ckpt = res.final_checkpoint
     console.print(f"checkpoint: {ckpt}  ({res.steps} steps, {res.wall_s:.0f} s)")
 
@@ -58,6 +65,16 @@ def cli(args: argparse.Namespace) -> int:
     report = make_report(ckpt, n_episodes=1, max_steps=200, seed=args.seed,
                          out_dir=out / "probe_report", log=lambda m: console.print(m))
     console.rule("done")
+    if args.figures:
+        fig = {"steps": res.steps, "n_envs": args.n_envs, "episodes": args.episodes,
+               "seed": args.seed, "cores": os.cpu_count(),
+               "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "train_wall_s": train_wall_s, "total_wall_s": time.perf_counter() - t_start,
+               "ppo_trunks": trained.summary["hidden_performance"]["mean"],
+               "random_trunks": rand.summary["hidden_performance"]["mean"]}
+        Path(args.figures).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.figures).write_text(json.dumps(fig, indent=2) + "\n")
+        console.print(f"figures           : {args.figures}")
     console.print(f"recorded episodes : {rec}")
     console.print(f"probe report      : {report}")
     console.print(f"replay viewer     : mtsandbox replay {rec}")

@@ -1,0 +1,313 @@
+"""``mtsandbox figures [--check]``: the README's figures and docs/benchmarks.md, from results/.
+
+Every figure the README and docs/benchmarks.md print is read here from the JSON/JSONL files the
+benchmark commands wrote (results/bench/*.json, the committed checkpoint's eval.jsonl); nothing
+is typed by hand. ``mtsandbox figures`` rewrites docs/benchmarks.md and the README's blocks
+between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``; ``--check`` only compares and
+exits 1 naming what is stale (the test suite runs it). A figure whose file is missing reads
+"not measured" with the command that measures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+TREEPUNCH_CKPT = "results/checkpoints/treepunch_shaped_ppo_seed0"
+
+
+class Results:
+    """Read-only view of a results/ folder; a missing or unreadable file is ``None``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def json(self, rel: str) -> Any:
+        p = self.root / rel
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def jsonl(self, rel: str) -> list[dict[str, Any]] | None:
+        p = self.root / rel
+        try:
+            return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            return None
+
+    def bench_train(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(label, figures)`` of every results/bench/train_<label>.json, oldest first."""
+        rows = []
+        for p in sorted((self.root / "results/bench").glob("train_*.json")):
+            d = self.json(str(p.relative_to(self.root)))
+            if isinstance(d, dict) and "end_to_end_steps_per_s" in d:
+                rows.append((p.stem[len("train_"):], d))
+        return sorted(rows, key=lambda r: str(r[1].get("when", "")))
+
+
+def _n(v: Any, fmt: str = ",.0f") -> str:
+    if v is None:
+        return "-"
+    return format(v, fmt)
+
+
+def _missing(cmd: str) -> str:
+    return f"not measured (`{cmd}`)"
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _ci(summary: Any) -> str:
+    if not isinstance(summary, dict):
+        return "-"
+    return f"{summary['mean']:.1f} ± {summary['ci95']:.1f} (n={summary['n']})"
+
+
+# ------------------------------------------------------------------------------ README blocks
+
+def readme_demo(r: Results) -> str:
+    d = r.json("results/bench/demo.json")
+    if not isinstance(d, dict):
+        return ("The demo trains PPO on two real servers (its time is "
+                + _missing("mtsandbox demo --figures results/bench/demo.json") + ")")
+    return (f"The demo trains PPO for {d['steps']:,} env steps on {d['n_envs']} real servers "
+            f"(training took {d['train_wall_s'] / 60:.1f} minutes and the whole demo "
+            f"{d['total_wall_s'] / 60:.1f} on {d['cores']} cores, {d['when'][:10]}; it reached "
+            f"{d['ppo_trunks']:.1f} trunks per episode vs {d['random_trunks']:.1f} for a random "
+            f"policy over {d['episodes']} episodes each)")
+
+
+def readme_table(r: Results) -> str:
+    env, scaling = r.json("results/bench/env.json"), r.json("results/bench/scaling.json")
+    train = r.json("results/bench/train_treepunch_ppo_cpu.json")
+    svr = r.json("results/bench/sim_vs_real.json")
+    evals = r.jsonl(f"{TREEPUNCH_CKPT}/eval.jsonl")
+    rand = _get(r.json("results/bench/learning_throughput.json"), "random", "trunks_per_episode")
+    rows = [("what", "figure", "from"), ("---", "---", "---")]
+    rows.append(("env steps/s, 64x64 RGB, one env (random actions)",
+                 _n(_get(env, "batched", "env_steps_per_s_64x64_rgb")) if env
+                 else _missing("mtsandbox bench env"), "results/bench/env.json"))
+    rows.append(("soft reset, median",
+                 f"{_get(env, 'batched', 'soft_reset_ms_median'):.1f} ms" if env else "-",
+                 "results/bench/env.json"))
+    rows.append(("2 envs vs 1 (steps/s)",
+                 f"{_get(scaling, 'scaling_vs_first', '2'):.2f}x" if scaling
+                 else _missing("mtsandbox bench scaling"), "results/bench/scaling.json"))
+    if train:
+        rows.append((f"PPO training end to end, {train['n_envs']} envs (`treepunch_ppo_cpu`)",
+                     f"{train['end_to_end_steps_per_s']:,.0f} env steps/s "
+                     f"({100 * train['end_to_end_over_ceiling']:.0f}% of the parts' ceiling)",
+                     "results/bench/train_treepunch_ppo_cpu.json"))
+    else:
+        rows.append(("PPO training end to end", _missing("mtsandbox bench train"),
+                     "results/bench/train_treepunch_ppo_cpu.json"))
+    if evals:
+        last = evals[-1]
+        rows.append((f"PPO on TreePunchShaped, seed 0, after {last['step'] // 1000}k steps: "
+                     "trunks / episode (random policy: " + _ci(rand) + ")",
+                     _ci(_get(last, "summary", "hidden_performance")),
+                     f"{TREEPUNCH_CKPT}/eval.jsonl"))
+    if svr:
+        rows.append(("real client vs Python renderer, colour-class agreement per pixel",
+                     f"{svr['agreement_colour_class_pct']:.1f}% ({svr['frames_compared']} frames)",
+                     "results/bench/sim_vs_real.json"))
+        rows.append(("real-client observation path, synced, 64x64",
+                     f"{svr['client_steps_per_s']:,.0f} steps/s", "results/bench/sim_vs_real.json"))
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+README_BLOCKS: dict[str, Callable[[Results], str]] = {"demo": readme_demo,
+                                                      "table": readme_table}
+
+
+def fill_blocks(text: str, blocks: dict[str, str]) -> str:
+    """``text`` with each ``<!-- figures:NAME -->...<!-- /figures:NAME -->`` body replaced."""
+    for name, body in blocks.items():
+        pat = re.compile(rf"(<!-- figures:{name} -->)(.*?)(<!-- /figures:{name} -->)", re.S)
+        if not pat.search(text):
+            raise ValueError(f"no <!-- figures:{name} --> block")
+        sep = "\n" if "\n" in body else ""
+        text = pat.sub(lambda m: m.group(1) + sep + body + sep + m.group(3), text, count=1)
+    return text
+
+
+# --------------------------------------------------------------------------- benchmarks.md
+
+def _bench_train_table(r: Results) -> list[str]:
+    runs = r.bench_train()
+    if not runs:
+        return [_missing("mtsandbox bench train --label NAME")]
+    items: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("config (env, envs)", lambda d: f"{d['config']['env_id'].split('/')[-1]}, {d['n_envs']}"),
+        ("measured", lambda d: str(d.get("when", "-"))[:16]),
+        ("env steps/s, one env alone", lambda d: _n(d["env_alone_steps_per_s"])),
+        ("cores one env alone keeps busy (process + server)",
+         lambda d: _n(_get(d, "env_cpu_s_per_step") and d["env_cpu_s_per_step"]
+                      * d["env_alone_steps_per_s"], ".2f")),
+        ("start-up (build + first reset)", lambda d: f"{d['startup_s']:.1f} s"),
+        ("rollout steps/s", lambda d: _n(d["rollout_steps_per_s"])),
+        ("rollout: learner waits for the envs, ms per vector step",
+         lambda d: _n(d.get("rollout_env_wait_ms_per_step"), ".2f")),
+        ("rollout: learner's own work (inference, buffer), ms per vector step",
+         lambda d: _n(d.get("rollout_learner_ms_per_step"), ".2f")),
+        ("update, ms per sample", lambda d: f"{d['update_ms_per_sample']:.2f}"),
+        ("**end to end, steps/s**", lambda d: f"**{d['end_to_end_steps_per_s']:,.0f}**"),
+        ("CPU utilisation while learning", lambda d: _n(
+            d["cpu_utilisation"] and 100 * d["cpu_utilisation"], ".0f") + "%"),
+        ("ceiling from the parts", lambda d: _n(d["ceiling_steps_per_s"])),
+        ("CPU-bound ceiling", lambda d: _n(d.get("cpu_ceiling_steps_per_s"))),
+        ("**end to end / ceiling**", lambda d: f"**{100 * d['end_to_end_over_ceiling']:.0f}%**"),
+    ]
+    head = "| figure | " + " | ".join(f"`{lab}`" for lab, _ in runs) + " |"
+    lines = [head, "| --- |" + " --- |" * len(runs)]
+    for name, f in items:
+        lines.append(f"| {name} | " + " | ".join(f(d) for _, d in runs) + " |")
+    return lines
+
+
+def benchmarks_md(r: Results) -> str:
+    env, scaling = r.json("results/bench/env.json"), r.json("results/bench/scaling.json")
+    out = ["# Benchmarks", "",
+           "Measured on this project's machine kind: 2 CPU cores, 24 GiB, no GPU, software GL,",
+           "Debian's Minetest 5.6.1. This file is generated by `mtsandbox figures` from the JSON",
+           "files the benchmark commands write into `results/bench/` (do not edit it by hand).",
+           "Re-run them on your machine rather than trusting these.", ""]
+    out += ["## Lockstep bridge and environment (`mtsandbox bench env --steps 5000`)", ""]
+    if env:
+        b, s = env["batched"], env["sync_every_step"]
+        out += ["| figure | batched (default) | sync_every_step |", "| --- | --- | --- |"]
+        for key, name, fmt in (
+                ("bare_bridge_roundtrips_per_s", "bare bridge round trips/s", ",.0f"),
+                ("bridge_steps_per_s_no_render", "bridge steps/s, no rendering", ",.0f"),
+                ("env_steps_per_s_64x64_rgb", "env steps/s, 64x64 RGB, random actions", ",.0f"),
+                ("env_over_bare_bridge", "env / bare bridge", ".2f"),
+                ("soft_reset_ms_median", "soft reset, median ms", ".1f"),
+                ("soft_reset_ms_p90", "soft reset, p90 ms", ".1f")):
+            out.append(f"| {name} | {_n(b.get(key), fmt)} | {_n(s.get(key), fmt)} |")
+        out += ["", "*batched*: the mod serves lockstep messages inside one engine step for up to "
+                "`yield_ms` before letting the engine run; *sync_every_step*: one engine step per "
+                "env step (needed when a real client renders every step)."]
+    else:
+        out.append(_missing("mtsandbox bench env --json results/bench/env.json"))
+    out += ["", "## Parallel scaling (`mtsandbox bench scaling --envs 1 2 --steps 4000`)", ""]
+    if scaling:
+        out += ["| envs | steps/s | scaling |", "| --- | --- | --- |"]
+        for n, v in scaling["steps_per_s"].items():
+            out.append(f"| {n} | {v:,.0f} | {scaling['scaling_vs_first'][n]:.2f}x |")
+        out += ["", "One process and one server per env (as SB3's SubprocVecEnv runs them)."]
+    else:
+        out.append(_missing("mtsandbox bench scaling"))
+    out += ["", "## PPO training end to end and its parts (`mtsandbox bench train --label NAME`)",
+            "", "One column per results/bench/train_<label>.json, oldest first (`before` is the "
+            "code before the throughput work of issue 15, on the same machine). The ceiling "
+            "assumes the envs step on every core during rollouts, then the update runs; the "
+            "learner's wait and its own work add up to the rollout time (SB3's lockstep "
+            "VecEnvs never overlap them).", ""]
+    out += _bench_train_table(r)
+    out += ["", "## Learning (`mtsandbox train --config treepunch_ppo_cpu`, seed 0)", ""]
+    evals = r.jsonl(f"{TREEPUNCH_CKPT}/eval.jsonl")
+    rand = _get(r.json("results/bench/learning_throughput.json"), "random", "trunks_per_episode")
+    if evals:
+        out += ["| env steps | trunks / 500-step episode, mean ± 95% CI (episodes) |",
+                "| --- | --- |", f"| random policy | {_ci(rand)} |"]
+        out += [f"| {e['step'] // 1000}k | {_ci(_get(e, 'summary', 'hidden_performance'))} |"
+                for e in evals]
+        out += ["", f"The checkpoint is in `{TREEPUNCH_CKPT}` (one seed: these intervals are "
+                "over episodes of one policy, not over training runs)."]
+    demo = r.json("results/bench/demo.json")
+    out += ["", "## The demo (`mtsandbox demo --figures results/bench/demo.json`)", ""]
+    if isinstance(demo, dict):
+        out += ["| figure | value |", "| --- | --- |",
+                f"| PPO env steps, envs | {demo['steps']:,}, {demo['n_envs']} |",
+                f"| training wall time | {demo['train_wall_s']:.0f} s |",
+                f"| evaluation + probe report | "
+                f"{demo['total_wall_s'] - demo['train_wall_s']:.0f} s |",
+                f"| whole demo (set-up excluded) | {demo['total_wall_s']:.0f} s |",
+                f"| trunks / episode, PPO vs random ({demo['episodes']} episodes each) | "
+                f"{demo['ppo_trunks']:.1f} vs {demo['random_trunks']:.1f} |"]
+    else:
+        out.append(_missing("mtsandbox demo --figures results/bench/demo.json"))
+    svr = r.json("results/bench/sim_vs_real.json")
+    out += ["", "## Faithful observations (`scripts/compare_paths.py --checkpoint "
+            f"{TREEPUNCH_CKPT}`)", ""]
+    if svr:
+        out += ["| figure | value |", "| --- | --- |",
+                f"| colour-class agreement per pixel, real client vs Python renderer "
+                f"({svr['frames_compared']} frames) | {svr['agreement_colour_class_pct']:.1f}% "
+                f"(worst frame {svr['agreement_colour_class_min_pct']:.1f}%) |",
+                f"| mean absolute RGB difference | {svr['mean_abs_rgb_diff']:.1f} / 255 |",
+                f"| synced steps/s, real client path, 64x64, PPO policy | "
+                f"{svr['client_steps_per_s']:,.0f} |",
+                f"| steps/s, Python path, same policy | {svr['python_steps_per_s']:,.0f} |",
+                f"| PPO trunks per 300-step episode, Python path / client path "
+                f"({len(svr['episodes']['python'])} episodes each) | "
+                f"{svr['python_trunks_per_episode']:.1f} / {svr['client_trunks_per_episode']:.1f} |",
+                "", "![sim vs real](img/sim_vs_real.png)"]
+    else:
+        out.append(_missing("python scripts/compare_paths.py"))
+    out += ["", "## Soak (`python scripts/soak.py --json results/bench/soak_<name>.json`)", "",
+            "| soak | env | resets | steps | steps/s | servers killed / survived | leaked fds |"
+            " leaked processes | RSS growth, MB |", "| --- |" + " --- |" * 8]
+    soaks = sorted((r.root / "results/bench").glob("soak_*.json"))
+    for p in soaks:
+        d = r.json(str(p.relative_to(r.root)))
+        if not isinstance(d, dict):
+            continue
+        lp = d.get("leaked_processes") or {}
+        n_leak = sum(len(v) if isinstance(v, list) else int(v) for v in lp.values())
+        out.append(f"| {p.stem[5:]} | {d['env_id'].split('/')[-1]} | {d['resets']:,} | "
+                   f"{d['steps']:,} | {d['steps_per_s']:.0f} | {d['kills']} / "
+                   f"{d['kills_survived']} | {d['leaked_fds']} | {n_leak} | "
+                   f"{d['rss_growth_mb']:+.1f} |")
+    if not soaks:
+        out.append(_missing("python scripts/soak.py --json results/bench/soak.json"))
+    return "\n".join(out) + "\n"
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+def render(root: Path = ROOT) -> dict[Path, str]:
+    """What README.md and docs/benchmarks.md should read, from ``root``'s results/."""
+    r = Results(root)
+    readme = root / "README.md"
+    blocks = {name: f(r) for name, f in README_BLOCKS.items()}
+    return {readme: fill_blocks(readme.read_text(), blocks),
+            root / "docs/benchmarks.md": benchmarks_md(r)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check", action="store_true",
+                        help="only compare; exit 1 naming the stale files")
+    parser.add_argument("--root", default=str(ROOT), help="project root (default: this checkout)")
+
+
+def cli(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    try:
+        want = render(root)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"mtsandbox figures: {e}")
+        return 2
+    stale = [p for p, text in want.items() if not p.exists() or p.read_text() != text]
+    if args.check:
+        if stale:
+            print("mtsandbox figures: stale (run `mtsandbox figures`): "
+                  + ", ".join(str(p.relative_to(root)) for p in stale))
+            return 1
+        return 0
+    for p in stale:
+        p.write_text(want[p])
+        print(f"wrote {p.relative_to(root)}")
+    return 0
