@@ -9,19 +9,17 @@ warns in one line when a checkpoint's env id and kwargs now build another varian
 from __future__ import annotations
 
 import json
-import time
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from mtsandbox.agents.config import TrainConfig
 from mtsandbox.agents.devices import resolve_device
-from mtsandbox.agents.provenance import git_info
+from mtsandbox.agents.provenance import write_meta
 
 CHECKPOINT_FORMAT = "mtsandbox-checkpoint/1"
 MODEL_FILE = "model.zip"
@@ -74,12 +72,10 @@ def save_checkpoint(model: PPO, path: str | Path, cfg: TrainConfig,
     """Write ``path/model.zip`` and ``path/meta.json`` (meta written last, atomically)."""
     import stable_baselines3
 
-    from mtsandbox import __version__
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save(path / MODEL_FILE)
-    meta = {
+    write_meta(path, {
         "format": CHECKPOINT_FORMAT,
         "algo": cfg.algo,
         "step": int(model.num_timesteps),
@@ -88,16 +84,8 @@ def save_checkpoint(model: PPO, path: str | Path, cfg: TrainConfig,
         "config": cfg.to_dict(),
         "policy_observation_space": repr(model.observation_space),
         "action_space": repr(model.action_space),
-        "mtsandbox_version": __version__,
         "sb3_version": stable_baselines3.__version__,
-        "torch_version": torch.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **git_info(),
-        **(extra or {}),
-    }
-    tmp = path / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    tmp.replace(path / META_FILE)
+    }, extra, name=META_FILE)
     return path
 
 

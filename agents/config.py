@@ -19,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import yaml
 
@@ -210,6 +210,22 @@ def check_keys(data: dict[str, Any], cls: type, source: str = "config") -> None:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{source}: unknown key '{key}'{hint}")
+
+
+class DictConfig:
+    """``to_dict`` / ``from_dict`` for a dataclass config; ``from_dict`` rejects unknown keys
+    (:func:`check_keys`) naming :attr:`SOURCE` in the message."""
+
+    SOURCE: ClassVar[str] = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, source: str | None = None) -> Self:
+        """Raises :class:`ConfigError` for an unknown key."""
+        check_keys(d or {}, cls, source or cls.SOURCE)
+        return cls(**(d or {}))
 
 
 def _type_name(tp: Any) -> str:

@@ -38,9 +38,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -48,9 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtsandbox.agents.config import check_keys
+from mtsandbox.agents.config import DictConfig
 from mtsandbox.agents.devices import resolve_device
-from mtsandbox.agents.provenance import git_info
+from mtsandbox.agents.provenance import write_meta
 from mtsandbox.agents.world_model import (
     SeqData,
     State,
@@ -70,7 +70,9 @@ WM_DIR = "world_model"
 
 
 @dataclass
-class MBConfig:
+class MBConfig(DictConfig):
+    SOURCE: ClassVar[str] = "model-based config"
+
     env_id: str = "MinetestSandbox/TreePunchShaped-v0"
     env_kwargs: dict = field(default_factory=dict)
     seed: int = 0
@@ -98,14 +100,6 @@ class MBConfig:
     ac_starts: int = 256
     """Imagination start states per actor-critic update (a random subset of the batch)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "model-based config") -> MBConfig:
-        """Raises :class:`~mtsandbox.agents.config.ConfigError` for an unknown key."""
-        check_keys(d or {}, cls, source)
-        return cls(**(d or {}))
 
 
 class _Dist:
@@ -471,17 +465,11 @@ class ModelBasedAgent:
         torch.save({"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                     "target_critic": self.target_critic.state_dict(),
                     "ret_scale": self.ret_scale}, path / AGENT_FILE)
-        from mtsandbox import __version__
-
-        meta = {"format": MB_FORMAT, "algo": "model_based", "step": int(self.num_timesteps),
-                "wm_step": int(self.wm.train_steps), "env_id": self.config.env_id,
-                "env_kwargs": self.config.env_kwargs, "config": self.config.to_dict(),
-                "wm_config": self.wm.cfg.to_dict(), "action_space": repr(self.action_space),
-                "mtsandbox_version": __version__, "torch_version": torch.__version__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **git_info()}
-        tmp = path / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2, default=str))
-        tmp.replace(path / META_FILE)
+        write_meta(path, {"format": MB_FORMAT, "algo": "model_based",
+                          "step": int(self.num_timesteps), "wm_step": int(self.wm.train_steps),
+                          "env_id": self.config.env_id, "env_kwargs": self.config.env_kwargs,
+                          "config": self.config.to_dict(), "wm_config": self.wm.cfg.to_dict(),
+                          "action_space": repr(self.action_space)}, name=META_FILE)
         return path
 
     @classmethod

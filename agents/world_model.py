@@ -38,17 +38,17 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from mtsandbox.agents.config import check_keys
+from mtsandbox.agents.config import DictConfig
 from mtsandbox.agents.devices import resolve_device
-from mtsandbox.agents.provenance import git_info
+from mtsandbox.agents.provenance import write_meta
 
 WM_FORMAT = "mtsandbox-world-model/1"
 WM_FILE = "world_model.pt"
@@ -64,8 +64,10 @@ class WorldModelError(RuntimeError):
 # ----------------------------------------------------------------------------- config
 
 @dataclass
-class WMConfig:
+class WMConfig(DictConfig):
     """Sizes and loss weights of the world model (stored in meta.json)."""
+
+    SOURCE: ClassVar[str] = "world-model config"
 
     n_actions: int = 12
     image_size: int = 64
@@ -94,14 +96,6 @@ class WMConfig:
     def feat(self) -> int:
         return self.deter + self.stoch
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "world-model config") -> WMConfig:
-        """Raises :class:`~mtsandbox.agents.config.ConfigError` for an unknown key."""
-        check_keys(d or {}, cls, source)
-        return cls(**(d or {}))
 
 
 # ----------------------------------------------------------------------------- networks
@@ -533,23 +527,13 @@ class WorldModel(nn.Module):
         tmp = path / (WM_FILE + ".tmp")
         torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, tmp)
         tmp.replace(path / WM_FILE)
-        from mtsandbox import __version__
-
-        meta = {
+        write_meta(path, {
             "format": WM_FORMAT,
             "config": self.cfg.to_dict(),
             "env_id": env_id if env_id is not None else self.meta.get("env_id"),
             "step": int(self.train_steps),
             "n_params": sum(p.numel() for p in self.parameters()),
-            "mtsandbox_version": __version__,
-            "torch_version": torch.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **git_info(),
-            **(extra or {}),
-        }
-        mt = path / (META_FILE + ".tmp")
-        mt.write_text(json.dumps(meta, indent=2, default=str))
-        mt.replace(path / META_FILE)
+        }, extra, name=META_FILE)
         return path
 
     @classmethod

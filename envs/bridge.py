@@ -188,6 +188,3 @@ class Bridge:
         off += 2
         events = np.frombuffer(reply, EVENT_DTYPE, ne, off).copy()
         return StepReply(step, bodies, changes, events)
-
-    def quit(self) -> None:
-        self._request(b"Q", "q", timeout_s=5.0)

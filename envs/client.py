@@ -309,16 +309,6 @@ class MinetestClient:
         iio.imwrite(p, self.grab())
         return p
 
-    def press_key(self, key: str = "F2") -> None:
-        """Send a key to the client window with xdotool (F2 toggles the chat overlay)."""
-        env = dict(os.environ, DISPLAY=str(self.display))
-        if self.proc is None:
-            raise ClientError("press_key: the client is not running")
-        win = subprocess.run(["xdotool", "search", "--pid", str(self.proc.pid)],
-                             capture_output=True, text=True, env=env, timeout=10).stdout.split()
-        cmd = ["xdotool", "key"] + (["--window", win[-1]] if win else []) + [key]
-        subprocess.run(cmd, env=env, capture_output=True, timeout=10, check=False)
-
     # -- health --------------------------------------------------------------------------
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

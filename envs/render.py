@@ -267,6 +267,17 @@ def _body_shade(face, yaw):
     return 0.670820 * nx * nx + 0.836660 * nz * nz
 
 
+@njit(cache=True, fastmath=True, inline="always")
+def _cell(vox, cx, y, cz, SY, g_top, grass):
+    """Palette index of column (cx, cz) at height y: the crop inside it, grass below the
+    ground's top outside it (below the crop), air above."""
+    if 0 <= y < SY:
+        return vox[cx, y, cz]
+    if y < g_top:
+        return grass
+    return 0
+
+
 @njit(cache=True, fastmath=True)
 def _render_kernel(
     vox, hmax, dist, ghmax, g_top, grass, ox, oy, oz, cam_w, yaw, pitch, tan_y, max_d,
@@ -390,12 +401,7 @@ def _render_kernel(
                                 cya = int(math.floor(ya))  # noqa: RUF046
                                 ye = min(int(math.floor(yb)), h)  # noqa: RUF046
                                 for y in range(cya, ye + 1):
-                                    if 0 <= y < SY:
-                                        c = vox[cx, y, cz]
-                                    elif y < g_top:
-                                        c = grass
-                                    else:
-                                        c = 0
+                                    c = _cell(vox, cx, y, cz, SY, g_top, grass)
                                     if c != 0:
                                         idx = c
                                         if y == cya:
@@ -412,12 +418,7 @@ def _render_kernel(
                             ye = int(math.floor(yb))  # noqa: RUF046
                             y = cya if cya <= h else h
                             while y >= ye:
-                                if 0 <= y < SY:
-                                    c = vox[cx, y, cz]
-                                elif y < g_top:
-                                    c = grass
-                                else:
-                                    c = 0
+                                c = _cell(vox, cx, y, cz, SY, g_top, grass)
                                 if c != 0:
                                     idx = c
                                     if y == cya:

@@ -206,15 +206,6 @@ def behaviour_readout(hooked: HookedPolicy, env: Any, n_episodes: int = 1, max_s
         events={k: sum(t["events"].get(k, 0) for t in totals) / n for k in kinds})
 
 
-def steering_behaviour(hooked: HookedPolicy, env: Any, layer: str, vector: np.ndarray,
-                       coefs: Sequence[float] = (-2.0, 0.0, 2.0), n_episodes: int = 1,
-                       max_steps: int = 200, seed: int = 0) -> dict[float, BehaviourReadout]:
-    """Behaviour in the real env for each steering coefficient (paired seeds)."""
-    return {float(c): behaviour_readout(hooked, env, n_episodes, max_steps, seed,
-                                        [add_vector(layer, vector, c)] if c else [])
-            for c in coefs}
-
-
 # ----------------------------------------------------------------------------- mirror test
 
 def mirror_permutation(action_meanings: Sequence[str] | None, n_actions: int) -> np.ndarray:
@@ -254,13 +245,6 @@ class MirrorResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def flip_lr(obs: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """Flip channel-last ``(N, H, W, C)`` observations left-right."""
-    if isinstance(obs, torch.Tensor):
-        return obs.flip(-2)
-    return np.ascontiguousarray(np.asarray(obs)[..., ::-1, :])
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -3,7 +3,8 @@
     mtsandbox bench env [--steps 5000] [--size 64]      (or python scripts/bench_env.py)
 
 Figures: bare bridge round trips/s (tiny ping messages), bridge steps/s without rendering,
-env steps/s with RGB observations (random actions), soft-reset time, and their ratios.
+env steps/s with RGB observations (random actions), soft-reset time, their ratios, and the
+UDP wake datagrams the bridge sent per env step (bridge.py: a wait past 0.5 ms sends one).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def measure(args: argparse.Namespace, sync_every_step: bool) -> dict:
         bridge_step_rate = args.steps / (time.perf_counter() - t)
 
         env.reset(seed=1)
+        wakes0 = br.wakes_sent
         t = time.perf_counter()
         n = 0
         while n < args.steps:
@@ -70,6 +72,7 @@ def measure(args: argparse.Namespace, sync_every_step: bool) -> dict:
             if term or trunc:
                 env.reset()
         env_rate = n / (time.perf_counter() - t)
+        wakes_per_step = (br.wakes_sent - wakes0) / n  # UDP wake datagrams (bridge.py)
 
         times = []
         for i in range(args.resets):
@@ -86,6 +89,7 @@ def measure(args: argparse.Namespace, sync_every_step: bool) -> dict:
         "env_over_bridge_steps": round(env_rate / bridge_step_rate, 3),
         "soft_reset_ms_median": round(1000 * float(np.median(times)), 2),
         "soft_reset_ms_p90": round(1000 * float(np.percentile(times, 90)), 2),
+        "wake_datagrams_per_env_step": round(wakes_per_step, 4),
     }
 
 

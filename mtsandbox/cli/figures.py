@@ -139,7 +139,9 @@ def fill_blocks(text: str, blocks: dict[str, str]) -> str:
         if not pat.search(text):
             raise ValueError(f"no <!-- figures:{name} --> block")
         sep = "\n" if "\n" in body else ""
-        text = pat.sub(lambda m: m.group(1) + sep + body + sep + m.group(3), text, count=1)
+        m = pat.search(text)
+        assert m is not None
+        text = text[:m.start()] + m.group(1) + sep + body + sep + m.group(3) + text[m.end():]
     return text
 
 
@@ -253,7 +255,8 @@ def benchmarks_md(r: Results) -> str:
                 f"| steps/s, Python path, same policy | {svr['python_steps_per_s']:,.0f} |",
                 f"| PPO trunks per 300-step episode, Python path / client path "
                 f"({len(svr['episodes']['python'])} episodes each) | "
-                f"{svr['python_trunks_per_episode']:.1f} / {svr['client_trunks_per_episode']:.1f} |",
+                f"{svr['python_trunks_per_episode']:.1f} / "
+                f"{svr['client_trunks_per_episode']:.1f} |",
                 "", "![sim vs real](img/sim_vs_real.png)"]
     else:
         out.append(_missing("python scripts/compare_paths.py"))

@@ -54,6 +54,8 @@ local sf = assert(io.open(modpath .. "/shared.json", "r"), "mtsandbox: missing s
 local shared = assert(minetest.parse_json(sf:read("*a")), "mtsandbox: bad shared.json")
 sf:close()
 local bodies = loadfile(modpath .. "/bodies.lua")(arena, palette, shared)
+local FLAGS_MAX = 0 -- every action flag set at once
+for _, bit in pairs(shared.flags) do FLAGS_MAX = FLAGS_MAX + bit end
 arena.init(bcfg.arena)
 local validate = assert(loadfile(modpath .. "/validate.lua"))(arena, palette)
 
@@ -259,11 +261,11 @@ local function handle_step(p, n)
 		local o = 2 + 7 * (i - 1)
 		local fwd, side, flags = i8[o], i8[o + 1], p[o + 6]
 		local dyaw, dpitch = ffi.cast("int16_t*", p + o + 2)[0], ffi.cast("int16_t*", p + o + 4)[0]
-		if fwd < -1 or fwd > 1 or side < -1 or side > 1 or flags > 15
+		if fwd < -1 or fwd > 1 or side < -1 or side > 1 or flags > FLAGS_MAX
 				or dyaw < -18000 or dyaw > 18000 or dpitch < -18000 or dpitch > 18000 then
 			return send_error("step: body " .. i .. " action out of range (fwd " .. fwd .. ", side "
 				.. side .. ", dyaw " .. dyaw .. ", dpitch " .. dpitch .. ", flags " .. flags
-				.. "; want fwd/side in -1..1, |dyaw|, |dpitch| <= 18000 centidegrees, flags <= 15)")
+				.. "; want fwd/side in -1..1, |dyaw|, |dpitch| <= 18000 centidegrees, flags <= " .. FLAGS_MAX .. ")")
 		end
 	end
 	for i = 1, nb do
@@ -327,12 +329,6 @@ local function handle(p, n)
 		if o.yield_ms then yield_us = o.yield_ms * 1000 end
 		if o.sync_every_step ~= nil then sync_every_step = o.sync_every_step end
 		send_string("o", "")
-	elseif t == 81 then -- 'Q'
-		send_string("q", "")
-		state = "dead"
-		bridge.close()
-		minetest.request_shutdown("mtsandbox: controller asked to quit", false, 0)
-		return false
 	else
 		send_error("unknown message type " .. t)
 	end
