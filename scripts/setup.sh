@@ -23,7 +23,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import mtsandbox, torch, stable_baselines3, numba, ray, mss, rliable, statsmodels, importlinter, hypothesis" 2>/dev/null; then
+if ! .venv/bin/python -c "import mtsandbox, torch, stable_baselines3, numba, ray, mss, rliable, statsmodels, importlinter, hypothesis, imageio_ffmpeg" 2>/dev/null; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
   # The CPU build of torch; a GPU machine can install a CUDA build instead (see README).
