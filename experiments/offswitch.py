@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from mtsandbox.experiments.config import EXPERIMENTS_DIR
+from mtsandbox.experiments import conditions as C
 from mtsandbox.experiments.stats import (
     RateSummary,
     bootstrap_mean_ci,
@@ -36,34 +33,28 @@ from mtsandbox.experiments.stats import (
     verdict,
 )
 
-SPEC = EXPERIMENTS_DIR / "offswitch.yaml"
-RUN_ROOT = Path("runs/offswitch")
-OUT = Path("results/offswitch")
-CHECKPOINTS = Path("results/checkpoints/offswitch")
+EXP = C.Experiment("offswitch")
+SPEC = EXP.spec_path
+RUN_ROOT = EXP.run_root
+OUT = EXP.out
+CHECKPOINTS = EXP.checkpoints
+run_name = C.run_name
+read_episodes = C.read_episodes
 
 
 def load_spec(path: str | Path = SPEC) -> dict[str, Any]:
-    spec = yaml.safe_load(Path(path).read_text())
-    if not isinstance(spec, dict) or not isinstance(spec.get("conditions"), dict):
-        raise ValueError(f"{path}: expected a mapping with 'conditions'")
-    return spec
-
-
-def run_name(cond: str, seed: int) -> str:
-    return f"{cond}__seed{seed}"
+    return C.load_spec(path)
 
 
 def train_argv(spec: dict[str, Any], cond: str, seed: int, extra: list[str],
                base: str | None = None) -> list[str]:
-    c = spec["conditions"][cond]
-    return [sys.executable, "-m", "mtsandbox.cli", "train", "--config",
-            str(EXPERIMENTS_DIR / (base or spec["base"])), "--set", f"seed={seed}",
-            f"run_name={run_name(cond, seed)}", f"run_dir={RUN_ROOT}", *c.get("set", []), *extra]
+    return C.train_argv(EXP, spec, cond, seed, extra, base)
 
 
 # ----------------------------------------------------------------------------- evaluation
 
-def episode_record(infos: list[dict], ret: float, hidden: float) -> dict[str, Any]:
+def episode_record(infos: list[dict], actions: list[int], ret: float,
+                   hidden: float) -> dict[str, Any]:
     """One evaluation episode as a flat record (from the infos of its steps, in order)."""
     events = [e for i in infos for e in i.get("events", ()) if isinstance(e, dict)]
     kinds = [e["kind"] for e in events]
@@ -89,91 +80,11 @@ def episode_record(infos: list[dict], ret: float, hidden: float) -> dict[str, An
 
 def evaluate_run(run: str | Path, n_episodes: int, out: Path = OUT, seed: int = 10_000) -> Path:
     """Evaluate the final checkpoint of ``run`` in its training variant; write JSON lines."""
-    from mtsandbox.agents.evaluate import evaluate
-    from mtsandbox.agents.train import find_checkpoint_dir, read_meta
-
-    ck = find_checkpoint_dir(Path(run) / "checkpoints" / "final")
-    meta = read_meta(ck)
-    buf: list[dict] = []
-    records: list[dict] = []
-    acc = {"ret": 0.0, "hid": 0.0}
-
-    def hook(rec: Any) -> None:
-        buf.append(rec.info)
-        acc["ret"] += float(rec.info.get("observed_reward", rec.reward))
-        acc["hid"] += float(rec.info.get("hidden_performance", 0.0))
-        if rec.done:
-            r = episode_record(buf, acc["ret"], acc["hid"])
-            r["episode"] = len(records)
-            records.append(r)
-            buf.clear()
-            acc.update(ret=0.0, hid=0.0)
-
-    t0 = time.time()
-    evaluate(ck, n_episodes=n_episodes, seed=seed, step_hook=hook, device="cpu")
-    out_dir = out / "episodes"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{Path(run).name}.jsonl"
-    head = {"run": Path(run).name, "checkpoint": str(ck), "step": meta.get("step"),
-            "env_id": meta.get("env_id"), "env_kwargs": meta.get("env_kwargs"),
-            "env_version": meta.get("env_version"), "git_commit": meta.get("git_commit"),
-            "init_from": meta.get("init_from"), "eval_seed": seed,
-            "eval_wall_s": round(time.time() - t0, 1)}
-    with open(path, "w") as f:
-        f.write(json.dumps({"header": head}) + "\n")
-        for r in records[:n_episodes]:
-            f.write(json.dumps(r) + "\n")
-    return path
-
-
-def read_episodes(path: Path) -> tuple[dict, list[dict]]:
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    if not lines or "header" not in lines[0]:
-        raise ValueError(f"{path}: not an off-switch evaluation file (no header line)")
-    return lines[0]["header"], lines[1:]
+    return C.evaluate_run(EXP, episode_record, run, n_episodes, out, seed)
 
 
 def collect_checkpoint(run: Path, dest_root: Path = CHECKPOINTS) -> Path | None:
-    """Copy a finished run's final checkpoint (model.zip, meta.json, config.yaml) to
-    ``results/checkpoints/offswitch/<run>`` so the evaluated policies can be committed."""
-    import shutil
-
-    ck = run / "checkpoints" / "final"
-    dst = dest_root / run.name
-    if not (ck / "meta.json").exists() or (dst / "meta.json").exists():
-        return None
-    dst.mkdir(parents=True, exist_ok=True)
-    for src in (ck / "model.zip", run / "config.yaml", ck / "meta.json"):  # meta last
-        if src.exists():
-            shutil.copy2(src, dst / src.name)
-    return dst
-
-
-def train_all(spec: dict[str, Any], conditions: list[str], seeds: list[int],
-              extra: list[str], log_dir: Path = Path("logs"), base: str | None = None) -> None:
-    """Seed-major loop, so a stopped queue leaves every condition with the same seeds."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        for cond in conditions:
-            run = RUN_ROOT / run_name(cond, seed)
-            if not (run / "checkpoints" / "final" / "meta.json").exists():
-                log = log_dir / f"{run_name(cond, seed)}.log"
-                print(f"[{time.strftime('%H:%M:%S')}] train {run.name}", flush=True)
-                with open(log, "w") as f:
-                    rc = subprocess.call(train_argv(spec, cond, seed, extra, base), stdout=f,
-                                         stderr=subprocess.STDOUT)
-                if rc != 0:
-                    print(f"  train {run.name} failed (rc {rc}); see {log}", flush=True)
-                    continue
-            if not (OUT / "episodes" / f"{run.name}.jsonl").exists():
-                print(f"[{time.strftime('%H:%M:%S')}] eval {run.name}", flush=True)
-                rc = subprocess.call([sys.executable, "-m", "mtsandbox.experiments.offswitch",
-                                      "eval", str(run), "-n", str(spec["eval_episodes"])],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(log_dir / f"{run.name}.eval.log", "w"))
-                if rc != 0:
-                    print(f"  eval {run.name} failed (rc {rc})", flush=True)
-            collect_checkpoint(run)
+    return C.collect_checkpoint(run, dest_root)
 
 
 # ----------------------------------------------------------------------------- report
@@ -193,8 +104,7 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
     """Per condition: seeds, steps, rates with intervals, from the stored episode files."""
     table: dict[str, Any] = {}
     for cond, c in spec["conditions"].items():
-        files = sorted((out / "episodes").glob(f"{cond}__seed*.jsonl"))
-        files = [f for f in files if f.stem.rsplit("__seed", 1)[0] == cond]
+        files = C.episode_files(out, cond)
         if not files:
             continue
         heads, eps = zip(*(read_episodes(f) for f in files), strict=True)
@@ -480,12 +390,10 @@ def cli(args: argparse.Namespace) -> int:
             print(f"{name:10s} {c['summary']}  ->  {c['prediction']}")
     elif args.what == "train":
         conds = args.conditions or list(spec["conditions"])
-        unknown = [c for c in conds if c not in spec["conditions"]]
-        if unknown:
-            print(f"unknown condition(s) {unknown}; known: {list(spec['conditions'])}",
-                  file=sys.stderr)
+        if (err := C.check_conditions(spec, conds)) is not None:
+            print(err, file=sys.stderr)
             return 2
-        train_all(spec, conds, args.seeds, args.set, base=args.base)
+        C.train_all(EXP, spec, conds, args.seeds, args.set, base=args.base)
     elif args.what == "eval":
         print(evaluate_run(args.run, args.n or int(spec["eval_episodes"])))
     elif args.what == "collect":

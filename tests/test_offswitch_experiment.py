@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mtsandbox.experiments import offswitch as X
+from mtsandbox.experiments.config import EXPERIMENTS_DIR
 
 
 def _write(out, cond, seed, n, k_interf, bad_every=0):
@@ -74,7 +75,7 @@ def test_episode_record_from_step_infos():
              {"events": [{"kind": "interference", "type": "destroyed_off_switch", "step": 4},
                          {"kind": "interruption_prevented", "step": 4}], "trunks_dug": 0},
              {"events": [], "trunks_dug": 2, "episode_bad": True, "presses_by_agent": 0}]
-    r = X.episode_record(infos, 3.0, 3.0)
+    r = X.episode_record(infos, [0, 1, 2], 3.0, 3.0)
     assert r["interference"] and r["first_interference"] == 4 and r["interrupt_started"] == 3
     assert r["prevented"] and not r["interrupted"] and r["trunks"] == 3 and r["episode_bad"]
 
@@ -96,12 +97,12 @@ def test_every_condition_trains_from_the_base_config():
     from mtsandbox.agents.config import TrainConfig, apply_overrides, read_yaml
 
     for name, c in spec["conditions"].items():
-        cfg = TrainConfig.from_dict(apply_overrides(read_yaml(X.EXPERIMENTS_DIR / spec["base"]),
+        cfg = TrainConfig.from_dict(apply_overrides(read_yaml(EXPERIMENTS_DIR / spec["base"]),
                                                     c.get("set", [])), source=name)
         assert cfg.env_id.endswith("OffSwitch-v1")
         task = _make_task("OffSwitch", cfg.env_kwargs["scenario_kwargs"])  # kwargs all valid
         assert task.interruption == ("truncate" if name.startswith("C1") else "terminal")
-        assert bool(task.passable) == (name.endswith("_pass") or name.startswith(("C3", "C4")))
+        assert bool(task.passable) == ("_pass" in name or name.startswith(("C3", "C4")))
 
 
 def test_collect_copies_a_finished_runs_final_checkpoint_once(tmp_path):

@@ -1,0 +1,218 @@
+"""Conditions x seeds experiments: the bookkeeping the off-switch and wireheading experiments
+share (train one run per condition and seed, evaluate each final checkpoint, store every
+episode as one JSON line, copy the checkpoints that a report uses).
+
+An experiment is a YAML spec (``experiments/<name>.yaml``: ``base`` config, ``eval_episodes``,
+``conditions: {NAME: {summary, prediction, set: [key=value, ...], compare: {...}}}``) and a
+module ``mtsandbox.experiments.<name>`` with an ``episode_record(infos, actions, ret, hidden)``
+function and a report. Layout, for experiment ``name``:
+
+* runs: ``runs/<name>/<cond>__seed<k>`` (one ``mtsandbox train`` subprocess each: a crash
+  costs one run);
+* evaluation: ``results/<name>/episodes/<cond>__seed<k>[@<variant>].jsonl``, a header line
+  (run, checkpoint, step, env id and kwargs as evaluated, git commit, eval seed) then one
+  record per episode; each checkpoint is evaluated in the env variant stored in its metadata,
+  optionally with overrides (an evaluation variant, e.g. the default spawn);
+* checkpoints: ``results/checkpoints/<name>/<cond>__seed<k>`` (model.zip, config, meta).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtsandbox.experiments.config import EXPERIMENTS_DIR
+
+EpisodeRecord = Callable[[list[dict], list[int], float, float], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+
+    @property
+    def spec_path(self) -> Path:
+        return EXPERIMENTS_DIR / f"{self.name}.yaml"
+
+    @property
+    def run_root(self) -> Path:
+        return Path("runs") / self.name
+
+    @property
+    def out(self) -> Path:
+        return Path("results") / self.name
+
+    @property
+    def checkpoints(self) -> Path:
+        return Path("results/checkpoints") / self.name
+
+    @property
+    def module(self) -> str:
+        return f"mtsandbox.experiments.{self.name}"
+
+
+def load_spec(path: str | Path) -> dict[str, Any]:
+    spec = yaml.safe_load(Path(path).read_text())
+    if not isinstance(spec, dict) or not isinstance(spec.get("conditions"), dict):
+        raise ValueError(f"{path}: expected a mapping with 'conditions'")
+    return spec
+
+
+def run_name(cond: str, seed: int) -> str:
+    return f"{cond}__seed{seed}"
+
+
+def condition_of(stem: str) -> str:
+    """``T__seed3`` and ``T__seed3@default_spawn`` -> ``T``."""
+    return stem.split("@", 1)[0].rsplit("__seed", 1)[0]
+
+
+def train_argv(exp: Experiment, spec: dict[str, Any], cond: str, seed: int, extra: list[str],
+               base: str | None = None) -> list[str]:
+    c = spec["conditions"][cond]
+    return [sys.executable, "-m", "mtsandbox.cli", "train", "--config",
+            str(EXPERIMENTS_DIR / (base or spec["base"])), "--set", f"seed={seed}",
+            f"run_name={run_name(cond, seed)}", f"run_dir={exp.run_root}", *c.get("set", []),
+            *extra]
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, nested dicts key by key (neither is modified)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def evaluate_run(exp: Experiment, record: EpisodeRecord, run: str | Path, n_episodes: int,
+                 out: Path | None = None, seed: int = 10_000,
+                 env_overrides: dict[str, Any] | None = None, variant: str | None = None
+                 ) -> Path:
+    """Evaluate the final checkpoint of ``run`` in its training variant (plus
+    ``env_overrides``, merged into its env kwargs, stored as ``@<variant>``); write JSON lines.
+    """
+    from mtsandbox.agents.evaluate import evaluate
+    from mtsandbox.agents.train import find_checkpoint_dir, read_meta
+
+    out = exp.out if out is None else out
+    ck = find_checkpoint_dir(Path(run) / "checkpoints" / "final")
+    meta = read_meta(ck)
+    env_kwargs = deep_merge(meta.get("env_kwargs") or {}, env_overrides or {})
+    infos: list[dict] = []
+    actions: list[int] = []
+    records: list[dict] = []
+    acc = {"ret": 0.0, "hid": 0.0}
+
+    def hook(rec: Any) -> None:
+        infos.append(rec.info)
+        actions.append(int(rec.action))
+        acc["ret"] += float(rec.info.get("observed_reward", rec.reward))
+        acc["hid"] += float(rec.info.get("hidden_performance", 0.0))
+        if rec.done:
+            r = record(infos, actions, acc["ret"], acc["hid"])
+            r["episode"] = len(records)
+            records.append(r)
+            infos.clear()
+            actions.clear()
+            acc.update(ret=0.0, hid=0.0)
+
+    t0 = time.time()
+    evaluate(ck, n_episodes=n_episodes, seed=seed, step_hook=hook, device="cpu",
+             env_kwargs=env_kwargs if env_overrides else None)
+    out_dir = out / "episodes"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(run).name + (f"@{variant}" if variant else "")
+    path = out_dir / f"{stem}.jsonl"
+    head = {"run": Path(run).name, "checkpoint": str(ck), "step": meta.get("step"),
+            "env_id": meta.get("env_id"), "env_kwargs": env_kwargs,
+            "env_version": meta.get("env_version"), "git_commit": meta.get("git_commit"),
+            "init_from": meta.get("init_from"), "eval_seed": seed, "variant": variant,
+            "eval_wall_s": round(time.time() - t0, 1)}
+    with open(path, "w") as f:
+        f.write(json.dumps({"header": head}) + "\n")
+        for r in records[:n_episodes]:
+            f.write(json.dumps(r) + "\n")
+    return path
+
+
+def read_episodes(path: Path) -> tuple[dict, list[dict]]:
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    if not lines or "header" not in lines[0]:
+        raise ValueError(f"{path}: not an evaluation file of an experiment (no header line)")
+    return lines[0]["header"], lines[1:]
+
+
+def episode_files(out: Path, cond: str, variant: str | None = None) -> list[Path]:
+    """The stored evaluation files of ``cond`` (one per seed), for one evaluation variant."""
+    pat = f"{cond}__seed*.jsonl" if variant is None else f"{cond}__seed*@{variant}.jsonl"
+    files = sorted((out / "episodes").glob(pat), key=lambda p: (len(p.stem), p.stem))
+    want_at = variant is not None
+    return [f for f in files if condition_of(f.stem) == cond and ("@" in f.stem) == want_at]
+
+
+def collect_checkpoint(run: Path, dest_root: Path) -> Path | None:
+    """Copy a finished run's final checkpoint (model.zip, meta.json, config.yaml) to
+    ``dest_root/<run>`` so the evaluated policies can be committed."""
+    ck = run / "checkpoints" / "final"
+    dst = dest_root / run.name
+    if not (ck / "meta.json").exists() or (dst / "meta.json").exists():
+        return None
+    dst.mkdir(parents=True, exist_ok=True)
+    for src in (ck / "model.zip", run / "config.yaml", ck / "meta.json"):  # meta last
+        if src.exists():
+            shutil.copy2(src, dst / src.name)
+    return dst
+
+
+def train_all(exp: Experiment, spec: dict[str, Any], conditions: list[str], seeds: list[int],
+              extra: list[str], log_dir: Path = Path("logs"), base: str | None = None) -> None:
+    """Seed-major loop, so a stopped queue leaves every condition with the same seeds. Each
+    finished run is evaluated (``<module> eval``, plus every ``eval_variants`` entry of the
+    spec) and its checkpoint collected."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    variants = [None, *(spec.get("eval_variants") or {})]
+    for seed in seeds:
+        for cond in conditions:
+            run = exp.run_root / run_name(cond, seed)
+            if not (run / "checkpoints" / "final" / "meta.json").exists():
+                log = log_dir / f"{run_name(cond, seed)}.log"
+                print(f"[{time.strftime('%H:%M:%S')}] train {run.name}", flush=True)
+                with open(log, "w") as f:
+                    rc = subprocess.call(train_argv(exp, spec, cond, seed, extra, base),
+                                         stdout=f, stderr=subprocess.STDOUT)
+                if rc != 0:
+                    print(f"  train {run.name} failed (rc {rc}); see {log}", flush=True)
+                    continue
+            for v in variants:
+                stem = run.name + (f"@{v}" if v else "")
+                if (exp.out / "episodes" / f"{stem}.jsonl").exists():
+                    continue
+                print(f"[{time.strftime('%H:%M:%S')}] eval {stem}", flush=True)
+                argv = [sys.executable, "-m", exp.module, "eval", str(run),
+                        "-n", str(spec["eval_episodes"])] + (["--variant", v] if v else [])
+                with open(log_dir / f"{stem}.eval.log", "w") as f:
+                    rc = subprocess.call(argv, stdout=subprocess.DEVNULL, stderr=f)
+                if rc != 0:
+                    print(f"  eval {stem} failed (rc {rc})", flush=True)
+            collect_checkpoint(run, exp.checkpoints)
+
+
+def check_conditions(spec: dict[str, Any], conds: list[str]) -> str | None:
+    """One error line for unknown condition names, else None."""
+    unknown = [c for c in conds if c not in spec["conditions"]]
+    if unknown:
+        return f"unknown condition(s) {unknown}; known: {list(spec['conditions'])}"
+    return None
