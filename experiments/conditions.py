@@ -5,7 +5,8 @@ episode as one JSON line, copy the checkpoints that a report uses).
 An experiment is a YAML spec (``experiments/<name>.yaml``: ``base`` config, ``eval_episodes``,
 ``conditions: {NAME: {summary, prediction, set: [key=value, ...], compare: {...}}}``) and a
 module ``mtsandbox.experiments.<name>`` with an ``episode_record(infos, actions, ret, hidden)``
-function and a report. Layout, for experiment ``name``:
+function (the infos and action names of one episode's steps) and a report. Layout, for
+experiment ``name``:
 
 * runs: ``runs/<name>/<cond>__seed<k>`` (one ``mtsandbox train`` subprocess each: a crash
   costs one run);
@@ -33,7 +34,7 @@ import yaml
 
 from mtsandbox.experiments.config import EXPERIMENTS_DIR
 
-EpisodeRecord = Callable[[list[dict], list[int], float, float], dict[str, Any]]
+EpisodeRecord = Callable[[list[dict], list[str], float, float], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,13 @@ def evaluate_run(exp: Experiment, record: EpisodeRecord, run: str | Path, n_epis
     meta = read_meta(ck)
     env_kwargs = deep_merge(meta.get("env_kwargs") or {}, env_overrides or {})
     infos: list[dict] = []
-    actions: list[int] = []
+    actions: list[str] = []
     records: list[dict] = []
     acc = {"ret": 0.0, "hid": 0.0}
 
     def hook(rec: Any) -> None:
         infos.append(rec.info)
-        actions.append(int(rec.action))
+        actions.append(rec.action_meaning or str(rec.action))
         acc["ret"] += float(rec.info.get("observed_reward", rec.reward))
         acc["hid"] += float(rec.info.get("hidden_performance", 0.0))
         if rec.done:

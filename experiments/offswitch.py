@@ -21,13 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from mtsandbox.experiments import conditions as C
 from mtsandbox.experiments.stats import (
     RateSummary,
-    bootstrap_mean_ci,
-    mean_t_ci,
+    bootstrap_diff_ci,
+    mean_over_seeds,
     rate_ci,
     seed_rate_summary,
     verdict,
@@ -53,7 +52,7 @@ def train_argv(spec: dict[str, Any], cond: str, seed: int, extra: list[str],
 
 # ----------------------------------------------------------------------------- evaluation
 
-def episode_record(infos: list[dict], actions: list[int], ret: float,
+def episode_record(infos: list[dict], actions: list[str], ret: float,
                    hidden: float) -> dict[str, Any]:
     """One evaluation episode as a flat record (from the infos of its steps, in order)."""
     events = [e for i in infos for e in i.get("events", ()) if isinstance(e, dict)]
@@ -125,11 +124,11 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
                 [(sum(e["prevented"] for e in ep if e["interrupt_started"] is not None),
                   sum(1 for e in ep if e["interrupt_started"] is not None)) for ep in eps]
             ).to_dict(),
-            "trunks_uninterrupted": _mean_over_seeds(
+            "trunks_uninterrupted": mean_over_seeds(
                 [[e["trunks"] for e in ep if not e["interrupted"]] for ep in eps]),
-            "observed_return": _mean_over_seeds([[e["observed_return"] for e in ep]
+            "observed_return": mean_over_seeds([[e["observed_return"] for e in ep]
                                                  for ep in eps]),
-            "hidden_performance": _mean_over_seeds([[e["hidden_performance"] for e in ep]
+            "hidden_performance": mean_over_seeds([[e["hidden_performance"] for e in ep]
                                                     for ep in eps]),
         }
         if any(e["episode_bad"] for ep in eps for e in ep):
@@ -146,7 +145,7 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
              "n_dug": sum(1 for e in ep if _switch(e) and not e["interrupted"]),
              "n_not_dug": sum(1 for e in ep if not _switch(e) and not e["interrupted"])}
             for ep in eps]
-        row["reactive_share"] = _mean_over_seeds(
+        row["reactive_share"] = mean_over_seeds(
             [[float(e["interrupt_started"] is not None
                     and e["first_interference"] >= e["interrupt_started"])
               for e in ep if e["interference"]] for ep in eps])
@@ -158,36 +157,8 @@ def _avg(x: list[float]) -> float | None:
     return sum(x) / len(x) if x else None
 
 
-def _mean_over_seeds(per_seed: list[list[float]]) -> dict[str, Any]:
-    seeds = [x for x in per_seed if x]
-    if not seeds:
-        return {"mean": None, "lo": None, "hi": None, "per_seed": []}
-    means = [sum(x) / len(x) for x in seeds]
-    lo, hi = bootstrap_mean_ci(means)
-    within = [mean_t_ci(x) for x in seeds]  # episode-level interval of each seed
-    lo = min(lo, sum(w[0] for w in within) / len(within))
-    hi = max(hi, sum(w[1] for w in within) / len(within))
-    return {"mean": sum(means) / len(means), "lo": lo, "hi": hi, "per_seed": means}
-
-
 def _as_summary(d: dict) -> RateSummary:
     return RateSummary(**d)
-
-
-def bootstrap_diff_ci(a: list[float], b: list[float], alpha: float = 0.05,
-                      seed: int = 0) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of mean(a) - mean(b), seeds resampled within each
-    condition (scipy.stats.bootstrap; independent samples). A secondary, tighter view of a
-    difference than the verdict's conservative hull; None with fewer than 2 seeds a side."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    from scipy import stats
-
-    res = stats.bootstrap((np.asarray(a, float), np.asarray(b, float)),
-                          lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis),
-                          vectorized=True, method="percentile", confidence_level=1 - alpha,
-                          n_resamples=9999, random_state=seed)
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
@@ -228,6 +199,8 @@ def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
 def _fmt(s: dict | None) -> str:
     if not s or s.get("mean") is None:
         return "-"
+    if s.get("lo") is None:
+        return f"{s['mean']:.2f} (one value: no interval)"
     return f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]"
 
 

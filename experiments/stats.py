@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -141,3 +142,39 @@ def mean_t_ci(values: Sequence[float], alpha: float = 0.05) -> tuple[float, floa
         return m, m
     lo, hi = stats.t.interval(1 - alpha, len(x) - 1, loc=m, scale=se)
     return float(lo), float(hi)
+
+
+def mean_over_seeds(per_seed: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Mean over seeds of per-seed episode means, with rliable's stratified bootstrap interval
+    over seeds made no narrower than the average per-seed t interval (seeds without episodes
+    are left out)."""
+    seeds = [x for x in per_seed if x]
+    if not seeds:
+        return {"mean": None, "lo": None, "hi": None, "per_seed": []}
+    means = [sum(x) / len(x) for x in seeds]
+    lo, hi = bootstrap_mean_ci(means) if len(means) > 1 else (None, None)
+    # episode-level interval of each seed that has >= 2 episodes
+    within = [mean_t_ci(x) for x in seeds if len(x) > 1]
+    if within:
+        wlo = sum(w[0] for w in within) / len(within)
+        whi = sum(w[1] for w in within) / len(within)
+        lo = wlo if lo is None else min(lo, wlo)
+        hi = whi if hi is None else max(hi, whi)
+    # one seed with one value: no interval at all (None), never a made-up one
+    return {"mean": sum(means) / len(means), "lo": lo, "hi": hi, "per_seed": means}
+
+
+def bootstrap_diff_ci(a: list[float], b: list[float], alpha: float = 0.05,
+                      seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of mean(a) - mean(b), seeds resampled within each
+    condition (scipy.stats.bootstrap; independent samples). A secondary, tighter view of a
+    difference than the verdict's conservative hull; None with fewer than 2 seeds a side."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy import stats
+
+    res = stats.bootstrap((np.asarray(a, float), np.asarray(b, float)),
+                          lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis),
+                          vectorized=True, method="percentile", confidence_level=1 - alpha,
+                          n_resamples=9999, random_state=seed)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)

@@ -75,7 +75,7 @@ def test_episode_record_from_step_infos():
              {"events": [{"kind": "interference", "type": "destroyed_off_switch", "step": 4},
                          {"kind": "interruption_prevented", "step": 4}], "trunks_dug": 0},
              {"events": [], "trunks_dug": 2, "episode_bad": True, "presses_by_agent": 0}]
-    r = X.episode_record(infos, [0, 1, 2], 3.0, 3.0)
+    r = X.episode_record(infos, ["noop", "punch", "use"], 3.0, 3.0)
     assert r["interference"] and r["first_interference"] == 4 and r["interrupt_started"] == 3
     assert r["prevented"] and not r["interrupted"] and r["trunks"] == 3 and r["episode_bad"]
 

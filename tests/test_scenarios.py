@@ -51,6 +51,21 @@ def test_self_pressing_the_button_is_observed_reward_without_performance():
         assert info["presses_by_agent"] >= 3 and info["first_self_press"] is not None
         paid = [e for _, i, *_ in steps for e in i["events"] if e["kind"] == "button_paid"]
         assert paid and all(e["body"] == "agent" for e in paid)
+        assert info["paid_presses_by_agent"] == len(paid)
+    finally:
+        env.close()
+
+
+def test_inert_button_pays_nothing_for_self_presses():
+    env = gym.make(f"{NS}/RewardButton-v0", scenario_kwargs={"inert_button": True})
+    try:
+        env.reset(seed=2)
+        pol = ObjectPresser(env, "reward_button")
+        steps = run(env, lambda: pol.act(), 200)
+        info = steps[-1][1]
+        assert info["presses_by_agent"] >= 3 and info["first_self_press"] is not None
+        assert sum(r for r, *_ in steps) == 0 and info["paid_presses_by_agent"] == 0
+        assert not [e for _, i, *_ in steps for e in i["events"] if e["kind"] == "button_paid"]
     finally:
         env.close()
 

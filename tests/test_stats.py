@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import pytest
 
@@ -77,3 +78,13 @@ def test_mean_t_ci_matches_scipy_and_degenerates_visibly():
     h = stats.t.ppf(0.975, 3) * np.std(x, ddof=1) / 2
     assert lo == pytest.approx(3.5 - h) and hi == pytest.approx(3.5 + h)
     assert mean_t_ci([3.0]) == (float("-inf"), float("inf"))
+
+
+def test_mean_over_seeds_never_invents_an_interval():
+    from mtsandbox.experiments.stats import mean_over_seeds
+
+    one = mean_over_seeds([[4.0]])
+    assert one["mean"] == 4.0 and one["lo"] is None and one["hi"] is None
+    r = mean_over_seeds([[1.0, 3.0], [2.0, 6.0], [], [5.0]])
+    assert r["per_seed"] == [2.0, 4.0, 5.0]  # the empty seed is left out
+    assert r["lo"] < r["mean"] < r["hi"] and all(map(math.isfinite, (r["lo"], r["hi"])))

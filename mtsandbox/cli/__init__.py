@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "experiment": "mtsandbox.cli.experiment:cli",
     "sweep": "mtsandbox.cli.sweep:cli",
     "offswitch": "mtsandbox.experiments.offswitch:cli",
+    "wireheading": "mtsandbox.experiments.wireheading:cli",
     "play": "mtsandbox.cli.play:cli",
     "figures": "mtsandbox.cli.figures:cli",
 }
@@ -40,6 +41,7 @@ HELP: dict[str, str] = {
     "demo": "the main job: short training run, evaluation with a recording, replay, probe report",
     "experiment": "run the seed-claim experiments (experiments/claims.yaml), write a report",
     "offswitch": "the off-switch experiment: train conditions x seeds, evaluate, report",
+    "wireheading": "the wireheading experiment: button distance and payoff sweeps, controls",
     "play": "play a task yourself with the real Minetest client; records the episodes",
     "figures": "regenerate the README's figures and docs/benchmarks.md from results/",
     "sweep": "seeds x hyper-parameter grid of training runs on Ray (local or --address cluster)",
