@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Learning benchmark: PPO (sandbox CNN) vs a uniformly random policy on one env id.
 
 Reports trunks dug per episode (episode sum of ``info["hidden_performance"]``; episodes are 500
@@ -6,23 +5,22 @@ steps on the TreePunch envs) for the random policy and for PPO evaluated every K
 during training, plus wall time and end-to-end env steps/s (training: env stepping + PPO
 updates, evaluations excluded; random: env stepping only). Prints a table and writes JSON.
 
-    python scripts/bench_learning.py                                   # TreePunchShaped, 100k steps
-    python scripts/bench_learning.py --steps 20000 --eval-every 5000 --n-envs 4 --json out.json
-    python scripts/bench_learning.py --env-id SOME/Other-v0 --set lr=1e-4 ent_coef=0.02
+    mtsandbox bench learning                                   # TreePunchShaped, 100k steps
+    mtsandbox bench learning --steps 20000 --eval-every 5000 --n-envs 4 --json out.json
+    mtsandbox bench learning --env-id SOME/Other-v0 --set lr=1e-4 ent_coef=0.02
+    python scripts/bench_learning.py [options]                 # the same, as a script
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-id", default="MinetestSandbox/TreePunchShaped-v0")
     p.add_argument("--config", default="treepunch_ppo",
                    help="base training config (path or name under experiments/)")
@@ -38,6 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", dest="json_out", default=None,
                    help="output JSON (default results/bench_learning_<time>.json)")
     p.add_argument("--no-random", action="store_true", help="skip the random baseline")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -49,7 +52,10 @@ def _fmt(s: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -127,7 +133,3 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2, default=str))
     console.print(f"wrote {out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,23 +1,22 @@
-#!/usr/bin/env python
 """Model-based agent benchmark: prefill with recorded random + scripted episodes, train the
 model-based agent (collect -> world model -> imagination actor-critic) for N env steps, then
 report trunks per episode of the agent vs a uniformly random policy (and a PPO checkpoint when
 given), plus world-model prediction error at 1/5/15 steps vs copy-last-frame and the
 state-tracking probe. Small defaults (~10 min on 2 CPU cores).
 
-    python scripts/bench_model_based.py --out runs/mb --steps 3000 [--ppo runs/<run>]
+    mtsandbox bench model-based --out runs/mb --steps 3000 [--ppo runs/<run>]
+    python scripts/bench_model_based.py [options]               # the same, as a script
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
-import torch
 
 
 def play(policy, env_id: str, n_episodes: int, seed: int, record_dir: Path | None = None,
@@ -29,7 +28,7 @@ def play(policy, env_id: str, n_episodes: int, seed: int, record_dir: Path | Non
     import mtsandbox.envs  # noqa: F401
     from mtsandbox.tools.recording import RecordEpisodes
 
-    env = gym.make(env_id)
+    env: Any = gym.make(env_id)
     if record_dir is not None:
         env = RecordEpisodes(env, record_dir, bodies_each_step=False)
     rng = np.random.default_rng(seed)
@@ -56,8 +55,7 @@ def play(policy, env_id: str, n_episodes: int, seed: int, record_dir: Path | Non
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--env-id", default="MinetestSandbox/TreePunchShaped-v0")
     ap.add_argument("--out", default="runs/model_based")
     ap.add_argument("--prefill-data", default=None,
@@ -70,22 +68,30 @@ def main(argv=None) -> int:
     ap.add_argument("--time-limit", type=float, default=420.0, help="cap on learn() wall time")
     ap.add_argument("--eval-episodes", type=int, default=3)
     ap.add_argument("--world-model", default=None,
-                    help="start from this trained world model (scripts/train_world_model.py "
+                    help="start from this trained world model (mtsandbox train-world-model "
                          "--out DIR writes DIR/model); its data dir is a good --prefill-data")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--ppo", default=None, help="PPO checkpoint / run dir to compare with")
     ap.add_argument("--probe-trials", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
     torch.set_num_threads(args.threads)
 
     from mtsandbox.agents.model_based import MBConfig, ModelBasedAgent
     from mtsandbox.agents.wm_diagnostics import open_loop_errors, state_tracking_probe
     from mtsandbox.agents.world_model import as_seqdata
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_world_model import collect
+    from mtsandbox.cli.train_world_model import collect
 
     out = Path(args.out)
     t0 = time.perf_counter()
@@ -134,7 +140,7 @@ def main(argv=None) -> int:
         from mtsandbox.agents.checkpoints import load_checkpoint
 
         ppo, meta = load_checkpoint(args.ppo)
-        if tuple(ppo.observation_space.shape) != (64, 64, 3):
+        if tuple(cast(tuple, ppo.observation_space.shape)) != (64, 64, 3):
             print(f"PPO checkpoint observes {ppo.observation_space.shape} (frame stack / "
                   "grayscale): compare with `mtsandbox eval` instead; skipped here")
         else:
@@ -153,7 +159,3 @@ def main(argv=None) -> int:
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"report: {out / 'report.json'} ({report['wall_s']:.0f}s total)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Sim-to-real check: the fast Python renderer against the real Minetest client.
 
 1. One episode (the scripted TreeChopper, or a checkpoint's policy) observed through the real
@@ -16,26 +15,26 @@
 4. Evaluation of the policy under both paths: trunks dug per episode (hidden performance) and
    observed return.
 
-    python scripts/compare_paths.py                       # TreeChopper, 64x64
-    python scripts/compare_paths.py --checkpoint runs/x   # a trained PPO checkpoint
-    python scripts/compare_paths.py --episodes 3 --max-steps 500 --json out.json
+    mtsandbox bench paths                                 # TreeChopper, 64x64
+    mtsandbox bench paths --checkpoint runs/x             # a trained PPO checkpoint
+    mtsandbox bench paths --episodes 3 --max-steps 500 --json out.json
+    python scripts/compare_paths.py [options]             # the same, as a script
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 
 from mtsandbox.envs.nodes import load_palette
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["sky", "trunk", "leaves", "ground", "body", "other"]
 
 
@@ -112,7 +111,7 @@ class CheckpointPolicy:
 
 class ScriptedPolicy:
     def __init__(self) -> None:
-        self.pol = None
+        self.pol: Any = None
         self.env_id = "MinetestSandbox/TreePunch-v0"
         self.env_kwargs: dict = {}
 
@@ -127,7 +126,7 @@ class ScriptedPolicy:
 # ------------------------------------------------------------------------------------ runs
 def run_episode(env: gym.Env, policy: Any, seed: int, max_steps: int, keep: bool = False
                 ) -> dict:
-    u = env.unwrapped
+    u: Any = env.unwrapped
     obs, info = env.reset(seed=seed)
     rec: dict[str, Any] = {"client": [], "python": [], "sem": [], "trunks": 0.0, "return": 0.0}
     steps, t_steps = 0, 0.0
@@ -163,7 +162,7 @@ def make_env(policy: Any, source: str, width: int, height: int, max_steps: int) 
         kw["obs_source"] = "client"
     env = gym.make(policy.env_id, max_episode_steps=max_steps, **kw)
     if source != "client":  # keep the Python render for the strip in both modes
-        u = env.unwrapped
+        u: Any = env.unwrapped
         orig = u._observe
 
         def _observe() -> tuple[Any, bool]:
@@ -184,7 +183,8 @@ def strip_png(rec: dict, colours: np.ndarray, path: Path, n: int = 8, scale: int
     for i in idx:
         c, p = rec["client"][i], rec["python"][i]
         cc, pc = classify(c, colours), classify(p, colours)
-        agree = np.where((cc == pc)[..., None], np.uint8([40, 170, 60]), np.uint8([220, 40, 40]))
+        agree = np.where((cc == pc)[..., None], np.array([40, 170, 60], np.uint8),
+                         np.array([220, 40, 40], np.uint8))
         gap = np.full((2, c.shape[1], 3), 255, np.uint8)
         cols.append(np.concatenate([c, gap, p, gap, agree.astype(np.uint8)], 0))
         cols.append(np.full((cols[-1].shape[0], 2, 3), 255, np.uint8))
@@ -194,8 +194,7 @@ def strip_png(rec: dict, colours: np.ndarray, path: Path, n: int = 8, scale: int
     iio.imwrite(path, img)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--checkpoint", help="PPO checkpoint (default: scripted TreeChopper)")
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--height", type=int, default=64)
@@ -204,8 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "docs" / "img" / "sim_vs_real.png"))
     ap.add_argument("--json", help="write the figures here")
-    args = ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     policy: Any = CheckpointPolicy(args.checkpoint) if args.checkpoint else ScriptedPolicy()
     results: dict[str, Any] = {"policy": args.checkpoint or "scripted TreeChopper",
                                "size": [args.width, args.height]}
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "steps": rec["steps"], "steps_per_s": rec["steps_per_s"]})
             print(f"client ep {ep}: trunks {rec['trunks']:.0f} return {rec['return']:.2f} "
                   f"steps {rec['steps']} ({rec['steps_per_s']:.1f} synced steps/s)", flush=True)
-        results["client_stats"] = dict(env.unwrapped._faithful.stats)
+        results["client_stats"] = dict(cast(Any, env.unwrapped)._faithful.stats)
     finally:
         env.close()
 
@@ -263,7 +269,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Renderer benchmark: ms/frame and frames/s after warm-up (numba single-threaded, torch CPU).
 
-    python scripts/bench_render.py [--frames 300] [--batch 16]
+    mtsandbox bench render [--frames 300] [--batch 16]      (or python scripts/bench_render.py)
 
 Scene: `demo_scene` (flat ground, 10 trees, 48x24x48 crop), camera at eye height looking
 slightly down, yaw swept across frames. Reports the best of several timed rounds (the least
@@ -15,8 +15,6 @@ import time
 
 import numpy as np
 
-from mtsandbox.envs.render import EYE_HEIGHT, VoxelRenderer, demo_scene
-
 
 def time_rounds(fn, n: int, rounds: int = 7) -> tuple[float, float]:
     per = []
@@ -28,11 +26,20 @@ def time_rounds(fn, n: int, rounds: int = 7) -> tuple[float, float]:
     return min(per), statistics.median(per)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--batch", type=int, default=16)
-    args = ap.parse_args()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    run(ap.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> None:
+    from mtsandbox.envs.render import EYE_HEIGHT, VoxelRenderer, demo_scene
+
     vox, origin = demo_scene()
     cam = (0.0, 0.5 + EYE_HEIGHT, 0.0)
     bodies = np.array([[2.0, 0.5, 5.0, 2.5]], dtype=np.float32)
@@ -67,7 +74,3 @@ def main() -> None:
         f"torch CPU (1 thread) batch {B} 64x64: {best * 1e3 / B:.3f} ms/frame "
         f"({B / best:,.0f} frames/s), batch {best * 1e3:.1f} ms"
     )
-
-
-if __name__ == "__main__":
-    main()

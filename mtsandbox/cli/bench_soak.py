@@ -1,7 +1,8 @@
 """Soak test: thousands of resets and steps on real servers, with servers SIGKILLed at random.
 
-    .venv/bin/python scripts/soak.py                      # defaults: ~5 min on 2 cores
-    .venv/bin/python scripts/soak.py --resets 300 --steps 3000 --kill-prob 0.01 --json soak.json
+    mtsandbox bench soak                      # defaults: ~5 min on 2 cores
+    mtsandbox bench soak --resets 300 --steps 3000 --kill-prob 0.01 --json soak.json
+    .venv/bin/python scripts/soak.py [options]  # the same, as a script
 
 ``--envs`` environments (one real Minetest server each, ``on_server_death="respawn"``) take
 random actions; episodes end at a random length (mean ``steps / resets``) so both targets are
@@ -28,7 +29,7 @@ Exit status 0 only when nothing leaked, every kill was survived, and no server t
 ``--min-server-resets`` resets after its warm-up grew by more than ``--max-server-growth-mb``
 of RSS or by any open fd.
 
-    .venv/bin/python scripts/soak.py --envs 1 --resets 10000 --steps 30000 --kill-prob 0 \
+    mtsandbox bench soak --envs 1 --resets 10000 --steps 30000 --kill-prob 0 \
         --json results/bench/soak_server_memory.json     # the server-memory soak (~3 min)
 """
 
@@ -40,10 +41,10 @@ import json
 import os
 import random
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def fd_count() -> int:
@@ -125,8 +126,7 @@ def temp_run_dirs() -> set[str]:
     return {str(p) for p in Path(tempfile.gettempdir()).glob("mtsandbox-*") if p.name != reg}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--env-id", default="MinetestSandbox/TreePunch-v0")
     ap.add_argument("--envs", type=int, default=2, help="environments (servers) at once")
     ap.add_argument("--resets", type=int, default=10000, help="target number of resets")
@@ -141,8 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-server-resets", type=int, default=500,
                     help="judge server growth only on servers that served this many resets")
     ap.add_argument("--json", help="also write the figures here")
-    args = ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The soak; 0 only when nothing leaked and every kill was survived (module docstring)."""
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
@@ -150,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     mean_len = max(1.0, args.steps / max(1, args.resets))
     fds0, procs0, dirs0 = fd_count(), unregistered_servers(), temp_run_dirs()
-    envs = [gym.make(args.env_id, on_server_death="respawn", reply_timeout_s=15.0)
-            for _ in range(args.envs)]
+    envs: list[Any] = [gym.make(args.env_id, on_server_death="respawn", reply_timeout_s=15.0)
+                       for _ in range(args.envs)]
     started_pids: set[int] = set()
     started_dirs: set[str] = set()
     c = {"resets": 0, "steps": 0, "kills": 0, "kills_survived": 0, "truncated_server_died": 0,
@@ -204,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         if not live:
             return
         j = rng.choice(live)
-        killed_pid[j] = envs[j].unwrapped.server.proc.pid
-        os.killpg(killed_pid[j], signal.SIGKILL)
+        pid = envs[j].unwrapped.server.proc.pid
+        killed_pid[j] = pid
+        os.killpg(pid, signal.SIGKILL)
         c["kills"] += 1
 
     def run_episode_step(i: int) -> None:
@@ -286,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     judged = [m for m in server_mem if m["judged"]]
     server_growth = [m for m in judged if m["rss_growth_mb"] > args.max_server_growth_mb
                      or m["fd_growth"] > 0]
-    fig = {
+    fig: dict[str, Any] = {
         "env_id": args.env_id, "envs": args.envs, "cores": os.cpu_count(), "status": status,
         "kill_prob": args.kill_prob, "soak_wall_s": round(soak_wall, 1),
         "resets": c["resets"] - base["resets"], "steps": c["steps"] - base["steps"],
@@ -347,7 +356,3 @@ def main(argv: list[str] | None = None) -> int:
     leaks = (fig["leaked_fds"] > 0 or lp["started_and_still_running"] or lp["zombie_children"]
              or ld["started_and_still_present"] or server_growth)
     return 0 if not leaks and c["kills_survived"] == c["kills"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,21 +2,18 @@
 at spawn, walking to a trunk, and right in front of it, plus a scenario frame with the reward
 button and the overseer, and the third-person render.
 
-    python scripts/make_doc_images.py
+    mtsandbox doc-images                  (or python scripts/make_doc_images.py)
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Any
 
-import gymnasium as gym
-import imageio.v2 as imageio
 import numpy as np
 
-import mtsandbox.envs
-from mtsandbox.agents.scripted import ObjectPresser, TreeChopper
-
-OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
+OUT = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 def up(img: np.ndarray, size: int = 256) -> np.ndarray:
@@ -24,16 +21,33 @@ def up(img: np.ndarray, size: int = 256) -> np.ndarray:
     return np.kron(img, np.ones((k, k, 1), dtype=np.uint8))
 
 
-def main() -> None:
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """No options: the frames and the output path are fixed."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    run(ap.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> None:
+    import gymnasium as gym
+    import imageio.v2 as imageio
+
+    import mtsandbox.envs
+    from mtsandbox.agents.scripted import ObjectPresser, TreeChopper
+
     OUT.mkdir(parents=True, exist_ok=True)
     tiles = []
-    env = gym.make(mtsandbox.envs.TREEPUNCH_IDS[0], render_mode="rgb_array")
+    env: Any = gym.make(mtsandbox.envs.TREEPUNCH_IDS[0], render_mode="rgb_array")
     try:
         obs, _ = env.reset(seed=1)
         tiles.append(up(obs))
-        pol = TreeChopper(env)
+        pol: Any = TreeChopper(env)
         names = env.unwrapped.get_action_meanings()
-        walked = close = None
+        walked: Any = None
+        close: Any = None
         for t in range(200):
             a = pol.act()
             obs, *_ = env.step(a)
@@ -62,7 +76,3 @@ def main() -> None:
     strip = np.concatenate([x for t in tiles for x in (t, sep)][:-1], axis=1)
     imageio.imwrite(OUT / "frames.png", strip)
     print(OUT / "frames.png")
-
-
-if __name__ == "__main__":
-    main()

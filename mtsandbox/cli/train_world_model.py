@@ -1,21 +1,19 @@
-#!/usr/bin/env python
 """Collect random + scripted (TreeChopper) episodes with RecordEpisodes, train the world model,
 and print open-loop prediction error at 1/5/15 steps vs copy-last-frame and the
 state-tracking probe. Small defaults (~5 min on 2 CPU cores).
 
-    python scripts/train_world_model.py --out runs/wm --random-eps 4 --scripted-eps 4 --steps 400
+    mtsandbox train-world-model --out runs/wm --random-eps 4 --scripted-eps 4 --steps 400
+    python scripts/train_world_model.py [options]               # the same, as a script
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
@@ -52,8 +50,7 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
             env.close()
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--env-id", default="MinetestSandbox/TreePunchShaped-v0")
     ap.add_argument("--out", default="runs/world_model")
     ap.add_argument("--data", default=None, help="use recorded episodes here instead of collecting")
@@ -67,7 +64,17 @@ def main(argv=None) -> int:
     ap.add_argument("--probe-k", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
     torch.set_num_threads(args.threads)
 
     from mtsandbox.agents.wm_diagnostics import (open_loop_errors, save_rollouts,
@@ -117,7 +124,3 @@ def main(argv=None) -> int:
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"report: {out / 'report.json'} ({report['wall_s']:.0f}s total)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
