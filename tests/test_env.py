@@ -169,7 +169,7 @@ def _server_rss_mb(pid: int) -> float:
 
 def test_server_memory_is_flat_over_soft_resets():
     """A new VoxelManip per reset grew the server ~245 KB per reset (~100 MB over these 400);
-    scripts/soak.py measures 10,000 resets (results/bench/soak_server_memory.json)."""
+    ``mtsandbox bench soak`` measures 10,000 resets (results/bench/soak_server_memory.json)."""
     env = gym.make("MinetestSandbox/OffSwitch-v1")
     try:
         for i in range(60):  # warm-up: allocator high-water marks, the first GC cycles

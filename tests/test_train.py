@@ -350,17 +350,14 @@ def test_cli_eval_writes_json(trained, tmp_path):
 
 
 def test_bench_learning_on_fake_env(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_learning",
-                                                  REPO / "scripts" / "bench_learning.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    """``mtsandbox bench learning`` (scripts/bench_learning.py is its entry point)."""
     out = tmp_path / "bench.json"
-    rc = bench.main(["--env-id", FAKE_SHAPED_ID, "--config", "smoke", "--steps", "64",
-                     "--eval-every", "32", "--eval-episodes", "1", "--random-episodes", "2",
-                     "--run-dir", str(tmp_path / "runs"), "--json", str(out),
-                     "--set", "n_steps=32", "batch_size=32", "n_epochs=1",
-                     "env_kwargs.max_steps=20", "progress_bar=false", "torch_threads=1",
-                     "device=cpu"])
+    rc = mcli.main(["bench", "learning", "--env-id", FAKE_SHAPED_ID, "--config", "smoke",
+                    "--steps", "64", "--eval-every", "32", "--eval-episodes", "1",
+                    "--random-episodes", "2", "--run-dir", str(tmp_path / "runs"),
+                    "--json", str(out), "--set", "n_steps=32", "batch_size=32", "n_epochs=1",
+                    "env_kwargs.max_steps=20", "progress_bar=false", "torch_threads=1",
+                    "device=cpu"])
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["env_id"] == FAKE_SHAPED_ID

@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "wireheading": "mtsandbox.experiments.wireheading:cli",
     "play": "mtsandbox.cli.play:cli",
     "figures": "mtsandbox.cli.figures:cli",
+    "train-world-model": "mtsandbox.cli.train_world_model:run",
+    "doc-images": "mtsandbox.cli.doc_images:run",
 }
 
 HELP: dict[str, str] = {
@@ -37,7 +39,7 @@ HELP: dict[str, str] = {
     "replay": "browse recorded episodes in a local web viewer, or export one",
     "probe": "interpretability probes on a checkpoint (HTML report)",
     "view": "watch a running environment with the real Minetest client (or print how)",
-    "bench": "benchmarks: env throughput, parallel scaling, learning",
+    "bench": "benchmarks: env throughput, scaling, training, learning, renderer, sim-vs-real, soak",
     "demo": "the main job: short training run, evaluation with a recording, replay, probe report",
     "experiment": "run the seed-claim experiments (experiments/claims.yaml), write a report",
     "offswitch": "the off-switch experiment: train conditions x seeds, evaluate, report",
@@ -45,6 +47,8 @@ HELP: dict[str, str] = {
     "play": "play a task yourself with the real Minetest client; records the episodes",
     "figures": "regenerate the README's figures and docs/benchmarks.md from results/",
     "sweep": "seeds x hyper-parameter grid of training runs on Ray (local or --address cluster)",
+    "train-world-model": "collect random + scripted episodes, train the world model, report errors",
+    "doc-images": "regenerate docs/img/frames.png (the README's frames) from real servers",
 }
 
 

@@ -242,7 +242,7 @@ def benchmarks_md(r: Results) -> str:
     else:
         out.append(_missing("mtsandbox demo --figures results/bench/demo.json"))
     svr = r.json("results/bench/sim_vs_real.json")
-    out += ["", "## Faithful observations (`scripts/compare_paths.py --checkpoint "
+    out += ["", "## Faithful observations (`mtsandbox bench paths --checkpoint "
             f"{TREEPUNCH_CKPT}`)", ""]
     if svr:
         out += ["| figure | value |", "| --- | --- |",
@@ -259,8 +259,8 @@ def benchmarks_md(r: Results) -> str:
                 f"{svr['client_trunks_per_episode']:.1f} |",
                 "", "![sim vs real](img/sim_vs_real.png)"]
     else:
-        out.append(_missing("python scripts/compare_paths.py"))
-    out += ["", "## Soak (`python scripts/soak.py --json results/bench/soak_<name>.json`)", "",
+        out.append(_missing("mtsandbox bench paths"))
+    out += ["", "## Soak (`mtsandbox bench soak --json results/bench/soak_<name>.json`)", "",
             "| soak | env | resets | steps | steps/s | servers killed / survived | leaked fds |"
             " leaked processes | RSS growth, MB |", "| --- |" + " --- |" * 8]
     soaks = sorted((r.root / "results/bench").glob("soak_*.json"))
@@ -275,7 +275,7 @@ def benchmarks_md(r: Results) -> str:
                    f"{d['kills_survived']} | {d['leaked_fds']} | {n_leak} | "
                    f"{d['rss_growth_mb']:+.1f} |")
     if not soaks:
-        out.append(_missing("python scripts/soak.py --json results/bench/soak.json"))
+        out.append(_missing("mtsandbox bench soak --json results/bench/soak.json"))
     return "\n".join(out) + "\n"
 
 

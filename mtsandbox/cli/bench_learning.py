@@ -1,0 +1,135 @@
+"""Learning benchmark: PPO (sandbox CNN) vs a uniformly random policy on one env id.
+
+Reports trunks dug per episode (episode sum of ``info["hidden_performance"]``; episodes are 500
+steps on the TreePunch envs) for the random policy and for PPO evaluated every K env steps
+during training, plus wall time and end-to-end env steps/s (training: env stepping + PPO
+updates, evaluations excluded; random: env stepping only). Prints a table and writes JSON.
+
+    mtsandbox bench learning                                   # TreePunchShaped, 100k steps
+    mtsandbox bench learning --steps 20000 --eval-every 5000 --n-envs 4 --json out.json
+    mtsandbox bench learning --env-id SOME/Other-v0 --set lr=1e-4 ent_coef=0.02
+    python scripts/bench_learning.py [options]                 # the same, as a script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env-id", default="MinetestSandbox/TreePunchShaped-v0")
+    p.add_argument("--config", default="treepunch_ppo",
+                   help="base training config (path or name under experiments/)")
+    p.add_argument("--steps", type=int, default=100_000, help="PPO training env steps")
+    p.add_argument("--eval-every", type=int, default=10_000, help="evaluate PPO every K steps")
+    p.add_argument("--eval-episodes", type=int, default=3, help="episodes per PPO evaluation")
+    p.add_argument("--random-episodes", type=int, default=10, help="random-policy episodes")
+    p.add_argument("--n-envs", type=int, default=None, help="training envs (default: config)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                   metavar="KEY=VALUE", help="further config overrides")
+    p.add_argument("--run-dir", default="runs", help="root folder for the PPO run")
+    p.add_argument("--json", dest="json_out", default=None,
+                   help="output JSON (default results/bench_learning_<time>.json)")
+    p.add_argument("--no-random", action="store_true", help="skip the random baseline")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return p.parse_args(argv)
+
+
+def _fmt(s: dict[str, Any]) -> str:
+    if s["mean"] is None:
+        return "—"
+    ci = f" ± {s['ci95']:.2f}" if s.get("ci95") is not None else ""
+    return f"{s['mean']:.2f}{ci}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtsandbox.agents.evaluate import evaluate
+    from mtsandbox.agents.train import train
+    from mtsandbox.agents.config import ConfigError, load_config
+
+    console = Console(soft_wrap=True)
+    overrides = [f"env_id={args.env_id}", f"total_steps={args.steps}", f"seed={args.seed}",
+                 f"eval_every={args.eval_every}", f"eval_episodes={args.eval_episodes}",
+                 f"run_dir={args.run_dir}", "checkpoint_every=0"]
+    if args.n_envs is not None:
+        overrides.append(f"n_envs={args.n_envs}")
+    try:
+        cfg = load_config(args.config, overrides + list(args.overrides))
+    except ConfigError as e:
+        console.print(f"[red]error:[/red] {e}", highlight=False)
+        return 2
+
+    result: dict[str, Any] = {"env_id": cfg.env_id, "config": cfg.to_dict(),
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    if not args.no_random:
+        console.print(f"random policy: {args.random_episodes} episodes on {cfg.env_id} ...")
+        rnd = evaluate("random", env_id=cfg.env_id, env_kwargs=cfg.env_kwargs,
+                       n_episodes=args.random_episodes, seed=args.seed + 12345)
+        result["random"] = {
+            "trunks_per_episode": rnd.summary["hidden_performance"],
+            "observed_return": rnd.summary["observed_return"],
+            "episode_length": rnd.summary["length"],
+            "env_steps": rnd.env_steps, "wall_s": rnd.wall_s,
+            "env_steps_per_s": rnd.env_steps / rnd.wall_s if rnd.wall_s > 0 else None,
+        }
+
+    console.print(f"PPO: {cfg.total_steps} steps, {cfg.n_envs} env(s), eval every "
+                  f"{cfg.eval_every} steps x {cfg.eval_episodes} episodes ...")
+    tr = train(cfg, eval_at_start=True, eval_at_end=True)
+    result["ppo"] = {
+        "run_dir": str(tr.run_dir),
+        "final_checkpoint": str(tr.final_checkpoint) if tr.final_checkpoint else None,
+        "train_steps": tr.steps, "wall_s": tr.wall_s, "learn_wall_s": tr.learn_wall_s,
+        "eval_wall_s": tr.eval_wall_s,
+        "train_env_steps_per_s": tr.train_steps_per_s,
+        "curve": [{"step": r["step"], "elapsed_s": r["elapsed_s"],
+                   "train_wall_s": r["elapsed_s"] - r["eval_wall_s_total"],
+                   "trunks_per_episode": r["summary"]["hidden_performance"],
+                   "observed_return": r["summary"]["observed_return"],
+                   "episode_length": r["summary"]["length"]} for r in tr.eval_history],
+    }
+
+    table = Table(title=f"Learning benchmark on {cfg.env_id} (trunks per episode, mean ± 95% CI)")
+    for col in ("policy", "step", "trunks / episode", "observed return", "ep. length",
+                "train wall s"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    if "random" in result:
+        r = result["random"]
+        table.add_row("random", "—", _fmt(r["trunks_per_episode"]), _fmt(r["observed_return"]),
+                      _fmt(r["episode_length"]), "—")
+    for row in result["ppo"]["curve"]:
+        table.add_row("ppo", str(row["step"]), _fmt(row["trunks_per_episode"]),
+                      _fmt(row["observed_return"]), _fmt(row["episode_length"]),
+                      f"{row['train_wall_s']:.1f}")
+    console.print(table)
+    ppo = result["ppo"]
+    console.print(f"PPO: {ppo['train_steps']} steps in {ppo['wall_s']:.1f} s wall "
+                  f"({ppo['learn_wall_s']:.1f} s training, {ppo['eval_wall_s']:.1f} s of it "
+                  f"evaluating); end-to-end training {ppo['train_env_steps_per_s']:.1f} env "
+                  "steps/s (evaluations and start-up excluded)", highlight=False)
+    if "random" in result and result["random"]["env_steps_per_s"]:
+        console.print(f"random policy: {result['random']['env_steps_per_s']:.1f} env steps/s "
+                      f"(env only)", highlight=False)
+
+    out = Path(args.json_out or f"results/bench_learning_{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    console.print(f"wrote {out}")
+    return 0
