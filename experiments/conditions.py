@@ -19,6 +19,7 @@ experiment ``name``:
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import shutil
@@ -217,3 +218,78 @@ def check_conditions(spec: dict[str, Any], conds: list[str]) -> str | None:
     if unknown:
         return f"unknown condition(s) {unknown}; known: {list(spec['conditions'])}"
     return None
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+def compare_conditions(spec: dict[str, Any], table: dict[str, Any], key: str
+                       ) -> list[dict[str, Any]]:
+    """The verdict of every ``compare`` entry of the spec on the rate ``table[cond][key]``
+    (a :class:`~mtsandbox.experiments.stats.RateSummary` dict): the conservative rule of
+    :func:`~mtsandbox.experiments.stats.verdict`, the seed-bootstrap interval of the
+    difference and whether a's mean lies inside b's interval beside it; fewer than
+    ``min_seeds`` seeds on either side makes any verdict inconclusive."""
+    from mtsandbox.experiments.stats import RateSummary, bootstrap_diff_ci, verdict
+
+    checks = []
+    for cond, c in spec["conditions"].items():
+        for other, rel in (c.get("compare") or {}).items():
+            if cond in table and other in table:
+                a, b = table[cond][key], table[other][key]
+                v = verdict(RateSummary(**a), RateSummary(**b), rel, float(spec["effect_size"]))
+                v["bootstrap_diff"] = bootstrap_diff_ci([p["rate"] for p in a["per_seed"]],
+                                                        [p["rate"] for p in b["per_seed"]])
+                v["mean_inside_other"] = bool(b["lo"] <= a["mean"] <= b["hi"])
+                n = min(len(table[cond]["seeds"]), len(table[other]["seeds"]))
+                if n < int(spec.get("min_seeds", 3)) and v["verdict"] != "inconclusive":
+                    v["why"] = f"{v['verdict']} on {n} seed(s), fewer than min_seeds"
+                    v["verdict"] = "inconclusive"
+            else:
+                v = {"relation": rel, "verdict": "not run"}
+            checks.append({"condition": cond, "versus": other, **v})
+    return checks
+
+
+def fmt_interval(s: dict | None, nd: int = 2) -> str:
+    """``mean [lo, hi]`` of a summary dict; ``-`` without data."""
+    if not s or s.get("mean") is None:
+        return "-"
+    if s.get("lo") is None:
+        return f"{s['mean']:.{nd}f} (one value: no interval)"
+    return f"{s['mean']:.{nd}f} [{s['lo']:.{nd}f}, {s['hi']:.{nd}f}]"
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_common_arguments(sub: Any, exp: Experiment) -> argparse.ArgumentParser:
+    """``train``, ``report``, ``collect`` and ``list`` subcommands (returns ``train``'s
+    parser, for extra options); ``eval`` is the experiment's own."""
+    t = sub.add_parser("train", help="train (and evaluate) conditions x seeds")
+    t.add_argument("--conditions", nargs="+", default=None)
+    t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    t.add_argument("--set", nargs="*", default=[], help="extra key=value for every run")
+    sub.add_parser("report", help=f"write {exp.out}/report.md from stored episodes")
+    sub.add_parser("collect", help=f"copy finished runs' final checkpoints to {exp.checkpoints}/")
+    sub.add_parser("list", help="conditions and predictions")
+    return t
+
+
+def common_cli(exp: Experiment, spec: dict[str, Any], args: argparse.Namespace) -> int | None:
+    """Run ``list``, ``train`` or ``collect``; None for the experiment's own subcommands."""
+    if args.what == "list":
+        w = max(len(n) for n in spec["conditions"]) + 1
+        for name, c in spec["conditions"].items():
+            print(f"{name:{w}s} {c['summary']}  ->  {c['prediction']}")
+    elif args.what == "train":
+        conds = args.conditions or list(spec["conditions"])
+        if (err := check_conditions(spec, conds)) is not None:
+            print(err, file=sys.stderr)
+            return 2
+        train_all(exp, spec, conds, args.seeds, args.set, base=getattr(args, "base", None))
+    elif args.what == "collect":
+        for run in sorted(exp.run_root.glob("*__seed*")):
+            if (dst := collect_checkpoint(run, exp.checkpoints)) is not None:
+                print(f"collected {dst}")
+    else:
+        return None
+    return 0

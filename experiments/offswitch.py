@@ -25,11 +25,9 @@ from typing import Any
 from mtsandbox.experiments import conditions as C
 from mtsandbox.experiments.stats import (
     RateSummary,
-    bootstrap_diff_ci,
     mean_over_seeds,
     rate_ci,
     seed_rate_summary,
-    verdict,
 )
 
 EXP = C.Experiment("offswitch")
@@ -165,26 +163,7 @@ def _as_summary(d: dict) -> RateSummary:
 
 def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
     table = condition_table(spec, out)
-    checks = []
-    for cond, c in spec["conditions"].items():
-        for other, rel in (c.get("compare") or {}).items():
-            if cond in table and other in table:
-                v = verdict(_as_summary(table[cond]["interference"]),
-                            _as_summary(table[other]["interference"]), rel,
-                            float(spec["effect_size"]))
-                ra = [p["rate"] for p in table[cond]["interference"]["per_seed"]]
-                rb = [p["rate"] for p in table[other]["interference"]["per_seed"]]
-                v["bootstrap_diff"] = bootstrap_diff_ci(ra, rb)
-                ob = table[other]["interference"]
-                v["mean_inside_other"] = bool(ob["lo"] <= table[cond]["interference"]["mean"]
-                                              <= ob["hi"])
-                n = min(len(table[cond]["seeds"]), len(table[other]["seeds"]))
-                if n < int(spec.get("min_seeds", 3)) and v["verdict"] != "inconclusive":
-                    v["why"] = f"{v['verdict']} on {n} seed(s), fewer than min_seeds"
-                    v["verdict"] = "inconclusive"
-            else:
-                v = {"relation": rel, "verdict": "not run"}
-            checks.append({"condition": cond, "versus": other, **v})
+    checks = C.compare_conditions(spec, table, "interference")
     pilots = {}
     for name, what in (spec.get("pilots") or {}).items():
         rows = {}
@@ -198,12 +177,7 @@ def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
             "conditions": table, "checks": checks, "pilots": pilots}
 
 
-def _fmt(s: dict | None) -> str:
-    if not s or s.get("mean") is None:
-        return "-"
-    if s.get("lo") is None:
-        return f"{s['mean']:.2f} (one value: no interval)"
-    return f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]"
+_fmt = C.fmt_interval
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -355,39 +329,21 @@ def write_report(spec: dict[str, Any], out: Path = OUT) -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="what", required=True)
-    t = sub.add_parser("train", help="train (and evaluate) conditions x seeds")
-    t.add_argument("--conditions", nargs="+", default=None)
-    t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    t.add_argument("--set", nargs="*", default=[], help="extra key=value for every run")
+    t = C.add_common_arguments(sub, EXP)
     t.add_argument("--base", default=None,
                    help="base config under experiments/ (default: the YAML's base; "
                         "offswitch/base_gpu.yaml trains from scratch at a GPU budget)")
     e = sub.add_parser("eval", help="evaluate one run's final checkpoint")
     e.add_argument("run")
     e.add_argument("-n", type=int, default=None)
-    sub.add_parser("report", help="write results/offswitch/report.md from stored episodes")
-    sub.add_parser("collect", help="copy finished runs' final checkpoints to "
-                                   "results/checkpoints/offswitch/")
-    sub.add_parser("list", help="conditions and predictions")
 
 
 def cli(args: argparse.Namespace) -> int:
     spec = load_spec()
-    if args.what == "list":
-        for name, c in spec["conditions"].items():
-            print(f"{name:10s} {c['summary']}  ->  {c['prediction']}")
-    elif args.what == "train":
-        conds = args.conditions or list(spec["conditions"])
-        if (err := C.check_conditions(spec, conds)) is not None:
-            print(err, file=sys.stderr)
-            return 2
-        C.train_all(EXP, spec, conds, args.seeds, args.set, base=args.base)
-    elif args.what == "eval":
+    if (rc := C.common_cli(EXP, spec, args)) is not None:
+        return rc
+    if args.what == "eval":
         print(evaluate_run(args.run, args.n or int(spec["eval_episodes"])))
-    elif args.what == "collect":
-        for run in sorted(RUN_ROOT.glob("*__seed*")):
-            if (dst := collect_checkpoint(run)) is not None:
-                print(f"collected {dst}")
     else:
         print(write_report(spec))
     return 0

@@ -32,12 +32,9 @@ from typing import Any
 
 from mtsandbox.experiments import conditions as C
 from mtsandbox.experiments.stats import (
-    RateSummary,
-    bootstrap_diff_ci,
     mean_over_seeds,
     rate_ci,
     seed_rate_summary,
-    verdict,
 )
 
 EXP = C.Experiment("wireheading")
@@ -145,21 +142,7 @@ def compute_report(spec: dict[str, Any], out: Path = EXP.out) -> dict[str, Any]:
                 table[cond] = row
             else:
                 variants.setdefault(v, {})[cond] = row
-    checks = []
-    for cond, c in spec["conditions"].items():
-        for other, rel in (c.get("compare") or {}).items():
-            if cond in table and other in table:
-                a, b = table[cond]["wirehead_rate"], table[other]["wirehead_rate"]
-                v = verdict(RateSummary(**a), RateSummary(**b), rel, float(spec["effect_size"]))
-                v["bootstrap_diff"] = bootstrap_diff_ci([p["rate"] for p in a["per_seed"]],
-                                                        [p["rate"] for p in b["per_seed"]])
-                n = min(len(table[cond]["seeds"]), len(table[other]["seeds"]))
-                if n < int(spec.get("min_seeds", 3)) and v["verdict"] != "inconclusive":
-                    v["why"] = f"{v['verdict']} on {n} seed(s), fewer than min_seeds"
-                    v["verdict"] = "inconclusive"
-            else:
-                v = {"relation": rel, "verdict": "not run"}
-            checks.append({"condition": cond, "versus": other, **v})
+    checks = C.compare_conditions(spec, table, "wirehead_rate")
     work = [r["trunks_per_step"] for r in table.values() if r["inert"]
             and r["trunks_per_step"]["mean"]]
     crossover = None
@@ -173,12 +156,7 @@ def compute_report(spec: dict[str, Any], out: Path = EXP.out) -> dict[str, Any]:
             "checks": checks, "crossover": crossover}
 
 
-def _fmt(s: dict | None, nd: int = 2) -> str:
-    if not s or s.get("mean") is None:
-        return "-"
-    if s.get("lo") is None:
-        return f"{s['mean']:.{nd}f} (one value: no interval)"
-    return f"{s['mean']:.{nd}f} [{s['lo']:.{nd}f}, {s['hi']:.{nd}f}]"
+_fmt = C.fmt_interval
 
 
 def _seeds(s: dict) -> str:
@@ -278,30 +256,18 @@ def write_report(spec: dict[str, Any], out: Path = EXP.out) -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="what", required=True)
-    t = sub.add_parser("train", help="train (and evaluate) conditions x seeds")
-    t.add_argument("--conditions", nargs="+", default=None)
-    t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    t.add_argument("--set", nargs="*", default=[], help="extra key=value for every run")
+    C.add_common_arguments(sub, EXP)
     e = sub.add_parser("eval", help="evaluate one run's final checkpoint")
     e.add_argument("run")
     e.add_argument("-n", type=int, default=None)
     e.add_argument("--variant", default=None, help="an eval_variants entry of the YAML")
-    sub.add_parser("report", help="write results/wireheading/report.md from stored episodes")
-    sub.add_parser("list", help="conditions and predictions")
 
 
 def cli(args: argparse.Namespace) -> int:
     spec = load_spec()
-    if args.what == "list":
-        for name, c in spec["conditions"].items():
-            print(f"{name:13s} {c['summary']}  ->  {c['prediction']}")
-    elif args.what == "train":
-        conds = args.conditions or list(spec["conditions"])
-        if (err := C.check_conditions(spec, conds)) is not None:
-            print(err, file=sys.stderr)
-            return 2
-        C.train_all(EXP, spec, conds, args.seeds, args.set)
-    elif args.what == "eval":
+    if (rc := C.common_cli(EXP, spec, args)) is not None:
+        return rc
+    if args.what == "eval":
         try:
             print(evaluate_run(args.run, args.n or int(spec["eval_episodes"]), args.variant,
                                spec))
