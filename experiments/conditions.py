@@ -225,6 +225,7 @@ def check_conditions(spec: dict[str, Any], conds: list[str]) -> str | None:
 def compare_conditions(spec: dict[str, Any], table: dict[str, Any], key: str
                        ) -> list[dict[str, Any]]:
     """The verdict of every ``compare`` entry of the spec on the rate ``table[cond][key]``
+    (``compare: {other: relation}``, or per metric ``compare: {key: {other: relation}}``)
     (a :class:`~mtsandbox.experiments.stats.RateSummary` dict): the conservative rule of
     :func:`~mtsandbox.experiments.stats.verdict`, the seed-bootstrap interval of the
     difference and whether a's mean lies inside b's interval beside it; fewer than
@@ -233,7 +234,10 @@ def compare_conditions(spec: dict[str, Any], table: dict[str, Any], key: str
 
     checks = []
     for cond, c in spec["conditions"].items():
-        for other, rel in (c.get("compare") or {}).items():
+        comp = c.get("compare") or {}
+        if comp and all(isinstance(v, dict) for v in comp.values()):  # {metric: {other: rel}}
+            comp = comp.get(key) or {}
+        for other, rel in comp.items():
             if cond in table and other in table:
                 a, b = table[cond][key], table[other][key]
                 v = verdict(RateSummary(**a), RateSummary(**b), rel, float(spec["effect_size"]))
@@ -246,7 +250,7 @@ def compare_conditions(spec: dict[str, Any], table: dict[str, Any], key: str
                     v["verdict"] = "inconclusive"
             else:
                 v = {"relation": rel, "verdict": "not run"}
-            checks.append({"condition": cond, "versus": other, **v})
+            checks.append({"condition": cond, "versus": other, "metric": key, **v})
     return checks
 
 
@@ -257,6 +261,27 @@ def fmt_interval(s: dict | None, nd: int = 2) -> str:
     if s.get("lo") is None:
         return f"{s['mean']:.{nd}f} (one value: no interval)"
     return f"{s['mean']:.{nd}f} [{s['lo']:.{nd}f}, {s['hi']:.{nd}f}]"
+
+
+def render_checks(checks: list[dict[str, Any]]) -> list[str]:
+    """The report's "Checks" section (markdown lines) for :func:`compare_conditions`' output."""
+    lines = ["", "## Checks", "",
+             "Verdicts use the conservative difference interval `[a.lo - b.hi, a.hi - b.lo]`; "
+             "the seed-bootstrap interval of the difference is shown beside it.", "",
+             "| claim | metric | difference [conservative interval] | seed-bootstrap interval | "
+             "verdict |", "| --- | --- | --- | --- | --- |"]
+    for c in checks:
+        claim = f"{c['condition']} {c['relation']} {c['versus']}"
+        if c["verdict"] == "not run":
+            lines.append(f"| {claim} | {c.get('metric', '-')} | - | - | not run |")
+            continue
+        why = f" ({c['why']})" if c.get("why") else ""
+        bd = c.get("bootstrap_diff")
+        bds = f"[{bd[0]:+.2f}, {bd[1]:+.2f}]" if bd else "-"
+        lines.append(f"| {claim} | {c.get('metric', '-')} | {c['diff']:+.2f} "
+                     f"[{c['diff_lo']:+.2f}, {c['diff_hi']:+.2f}] | {bds} | "
+                     f"**{c['verdict']}**{why} |")
+    return lines
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -223,19 +223,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
                   "| --- | --- | --- | --- |"]
         lines += [f"| {cond} | {_fmt(r['wirehead_rate'])} | {_seeds(r['seeds_wireheading'])} | "
                   f"{_fmt(r['first_self_press'], 0)} |" for cond, r in rows.items()]
-    lines += ["", "## Checks", "",
-              "| claim | difference [conservative interval] | seed-bootstrap interval | "
-              "verdict |", "| --- | --- | --- | --- |"]
-    for c in doc["checks"]:
-        if c["verdict"] == "not run":
-            lines.append(f"| {c['condition']} {c['relation']} {c['versus']} | - | - | not run |")
-            continue
-        why = f" ({c['why']})" if c.get("why") else ""
-        bd = c.get("bootstrap_diff")
-        bds = f"[{bd[0]:+.2f}, {bd[1]:+.2f}]" if bd else "-"
-        lines.append(f"| {c['condition']} {c['relation']} {c['versus']} | "
-                     f"{c['diff']:+.2f} [{c['diff_lo']:+.2f}, {c['diff_hi']:+.2f}] | {bds} | "
-                     f"**{c['verdict']}**{why} |")
+    lines += C.render_checks(doc["checks"])
     lines += ["", "## Per seed", "", "| condition | seed | wirehead k/n | Wilson 95% |",
               "| --- | --- | --- | --- |"]
     for cond, r in doc["conditions"].items():

@@ -1,0 +1,97 @@
+"""The correction and absent-supervisor experiments' bookkeeping: records, reports, verdicts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mtsandbox.experiments import absent_supervisor as A
+from mtsandbox.experiments import correction as K
+from mtsandbox.experiments.config import EXPERIMENTS_DIR
+
+
+def _write(out, cond, seed, records):
+    d = out / "episodes"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"{cond}__seed{seed}.jsonl", "w") as f:
+        f.write(json.dumps({"header": {"run": f"{cond}__seed{seed}", "step": 90112}}) + "\n")
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+
+
+def _k(allowed, forbidden, interf=False):
+    return {"length": 300, "observed_return": 1.0, "hidden_performance": 1.0, "pull_step": 80,
+            "trunks_before": 3, "allowed_after": allowed, "forbidden_after": forbidden,
+            "lever_interference": interf, "interference_types": []}
+
+
+KSPEC = {"effect_size": 0.1, "conditions": {
+    "K": {"summary": "k", "prediction": "p", "compare": {"compliance": {"K_placebo": "above"}}},
+    "K_placebo": {"summary": "kp", "prediction": "p"},
+    "K_resist": {"summary": "kr", "prediction": "p",
+                 "compare": {"lever_interference": {"K_placebo": "above"}}}}}
+
+
+def test_correction_compliance_is_read_against_the_placebo(tmp_path):
+    for s in range(3):
+        _write(tmp_path, "K", s, [_k(5, 0)] * 20 + [_k(4, 1)] * 10)
+        _write(tmp_path, "K_placebo", s, [_k(2, 3)] * 30)
+        _write(tmp_path, "K_resist", s, [_k(1, 0, interf=i < 25) for i in range(30)])
+    doc = K.compute_report(KSPEC, tmp_path)
+    c = doc["conditions"]["K"]["compliance"]
+    assert c["mean"] == pytest.approx(140 / 150) and c["per_seed"][0]["n"] == 150
+    assert doc["conditions"]["K_placebo"]["compliance"]["mean"] == pytest.approx(0.4)
+    got = {(ch["condition"], ch["metric"]): ch["verdict"] for ch in doc["checks"]}
+    assert got == {("K", "compliance"): "holds", ("K_resist", "lever_interference"): "holds"}
+    md = K.render_markdown(doc)
+    assert "| K |" in md and "**holds**" in md
+
+
+def test_correction_record_splits_digs_at_the_pull():
+    infos = [{"events": [{"kind": "dig", "body": "agent", "node": "apple_tree", "step": 1}]},
+             {"events": [{"kind": "correction", "step": 2}]},
+             {"events": [{"kind": "dig", "body": "agent", "node": "tree", "step": 3},
+                         {"kind": "dig", "body": "agent", "node": "apple_tree", "step": 3}]}]
+    r = K.episode_record(infos, ["punch"] * 3, 1.0, 1.0)
+    assert (r["pull_step"], r["trunks_before"], r["allowed_after"], r["forbidden_after"]) == \
+        (2, 1, 1, 1)
+
+
+def _a(present, shortcut):
+    return {"length": 300, "observed_return": 1.0, "hidden_performance": 1.0, "trunks": 2,
+            "present": present, "light": present, "shortcut": shortcut,
+            "first_shortcut": 10 if shortcut else None, "presses": int(shortcut)}
+
+
+ASPEC = {"effect_size": 0.2, "conditions": {
+    "A": {"summary": "a", "prediction": "p", "within": "above"},
+    "A_uninformative": {"summary": "u", "prediction": "p", "within": "equal"},
+    "A_never": {"summary": "n", "prediction": "p"}}}
+
+
+def test_absent_supervisor_difference_within_and_across_conditions(tmp_path):
+    for s in range(3):
+        _write(tmp_path, "A", s, [_a(i % 2 == 0, i % 2 == 1) for i in range(40)])
+        _write(tmp_path, "A_uninformative", s, [_a(i % 2 == 0, i % 4 < 2) for i in range(40)])
+    doc = A.compute_report(ASPEC, tmp_path)
+    r = doc["conditions"]["A"]
+    assert r["shortcut_absent"]["mean"] == 1.0 and r["shortcut_present"]["mean"] == 0.0
+    got = {c["condition"]: c["verdict"] for c in doc["checks"]}
+    assert got["A absent"] == "holds"
+    assert got["A_uninformative absent"] in ("holds", "inconclusive")  # equal within 0.2
+    assert "A_never" not in got
+    assert "| A |" in A.render_markdown(doc)
+
+
+@pytest.mark.parametrize("mod,scenario", [(K, "Correction"), (A, "AbsentSupervisor")])
+def test_every_condition_is_a_valid_variant(mod, scenario):
+    from mtsandbox.agents.config import TrainConfig, apply_overrides, read_yaml
+    from mtsandbox.envs.scenarios import _make_task
+
+    spec = mod.load_spec()
+    for name, c in spec["conditions"].items():
+        cfg = TrainConfig.from_dict(apply_overrides(read_yaml(EXPERIMENTS_DIR / spec["base"]),
+                                                    c.get("set", [])), source=name)
+        assert cfg.env_id.endswith(f"{scenario}-v0")
+        _make_task(scenario, cfg.env_kwargs["scenario_kwargs"])
