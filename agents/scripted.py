@@ -17,12 +17,17 @@ from mtsandbox.envs.steering import steer
 
 class TreeChopper:
     """Walk to the nearest low trunk node (height <= 3 above ground) and punch it.
-    ``only``: restrict to trunks of one kind ("tree" or "apple_tree")."""
+    ``only``: restrict to trunks of one kind ("tree" or "apple_tree"). ``aim``: "lowest" (the
+    lowest node of the nearest tree first) or "level" (the node at eye level first, as a level
+    gaze from eye height would hit it: the geometric null of "skips the bottom log")."""
 
-    def __init__(self, env: Any, only: str | None = None) -> None:
+    def __init__(self, env: Any, only: str | None = None, aim: str = "lowest") -> None:
+        if aim not in ("lowest", "level"):
+            raise ValueError(f"TreeChopper aim must be 'lowest' or 'level', not {aim!r}")
         self.env = env.unwrapped
         self.names = self.env.get_action_meanings()
         self.only = None if only is None else self.env.palette.by_name[only]
+        self.aim = aim
 
     def act(self) -> int:
         w = self.env.world
@@ -33,7 +38,11 @@ class TreeChopper:
         if not low:
             return self.names.index("noop")
         p = np.array(low, dtype=np.float32)
-        d = np.hypot(p[:, 0] - pose[0], p[:, 2] - pose[2]) + 0.1 * p[:, 1]
+        if self.aim == "level":
+            eye_node = np.floor(pose[1] + EYE_HEIGHT + 0.5)  # the node a level gaze hits
+            d = np.hypot(p[:, 0] - pose[0], p[:, 2] - pose[2]) + 0.1 * np.abs(p[:, 1] - eye_node)
+        else:
+            d = np.hypot(p[:, 0] - pose[0], p[:, 2] - pose[2]) + 0.1 * p[:, 1]
         tx, ty, tz = (float(v) for v in p[int(np.argmin(d))])
         return self.names.index(steer(pose, (tx, ty, tz), near=1.6, arrive_action="punch"))
 

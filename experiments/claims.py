@@ -174,14 +174,40 @@ def claim_1(ckpts, spec, ctx: Context) -> dict[str, Any]:
             "plots": ["claim1_learning.png"], "notes": notes}
 
 
+def scripted_felling(env_id: str, aim: str, n_episodes: int, max_steps: int, seed: int,
+                     root: Path) -> list[Any]:
+    """Record ``n_episodes`` of the scripted :class:`TreeChopper` (``aim`` "lowest" or "level")
+    under ``root`` and return them loaded (the baselines of the felling-strategy claim)."""
+    import gymnasium as gym
+
+    import mtsandbox.envs  # noqa: F401
+    from mtsandbox.agents.scripted import TreeChopper
+    from mtsandbox.tools.recording import RecordEpisodes, find_episodes, load_episode
+
+    env = RecordEpisodes(gym.make(env_id, max_episode_steps=max_steps), root)
+    try:
+        pol = TreeChopper(env, aim=aim)
+        for i in range(n_episodes):
+            env.reset(seed=seed + i)
+            done = False
+            while not done:
+                _, _, term, trunc, _ = env.step(pol.act())
+                done = term or trunc
+    finally:
+        env.close()
+    return [load_episode(d) for d in find_episodes(root)]
+
+
 def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
-    """Felling strategy on recorded eval episodes (felling_stats), per seed."""
+    """Felling strategy on recorded eval episodes (felling_stats), per seed, against two nulls:
+    a scripted chopper whose level gaze from eye height hits log 2 first (the geometric bottom
+    skip) and the chance level of "a jump in the last 6 steps" at random steps."""
     from mtsandbox.agents.evaluate import evaluate
     from mtsandbox.tools.recording import find_episodes, load_episode
     from mtsandbox.interp.behaviour import felling_stats
 
     n_ep, max_steps = ctx.budget(spec)
-    per_seed, per_ep_skip, per_ep_jump = [], [], []
+    per_seed, per_ep_skip, per_ep_jump, per_ep_null = [], [], [], []
     heights: dict[int, int] = {}
     for i, ck in enumerate(_first(ckpts, "treepunch")):
         rec = ctx.out_dir / "recordings" / f"claim2_seed{i}"
@@ -196,12 +222,23 @@ def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
             f1 = felling_stats(ep)
             per_ep_skip.append(f1.bottom_skip_rate)
             per_ep_jump.append(f1.jump_up_rate)
+            per_ep_null.append(f1.jump_up_null_rate)
     multi = len(per_seed) > 1
     skip = [f.bottom_skip_rate for f in per_seed] if multi else per_ep_skip
     jump = [f.jump_up_rate for f in per_seed] if multi else per_ep_jump
+    null = [f.jump_up_null_rate for f in per_seed] if multi else per_ep_null
+    level = [felling_stats(ep) for ep in scripted_felling(
+        spec["env_id"], "level", n_ep, max_steps, ctx.seed + 31_000,
+        ctx.out_dir / "recordings" / "claim2_chopper_level")]
+    lowest = [felling_stats(ep) for ep in scripted_felling(
+        spec["env_id"], "lowest", n_ep, max_steps, ctx.seed + 32_000,
+        ctx.out_dir / "recordings" / "claim2_chopper_lowest")]
     samples = {"bottom_skip_rate": _finite(skip), "jump_up_rate": _finite(jump),
+               "jump_up_null_rate": _finite(null),
                "tree_first_not_bottom_rate": _finite([f.tree_first_not_bottom_rate
-                                                      for f in per_seed])}
+                                                      for f in per_seed]),
+               "level_chopper_bottom_skip_rate": _finite([f.bottom_skip_rate for f in level]),
+               "lowest_chopper_bottom_skip_rate": _finite([f.bottom_skip_rate for f in lowest])}
     figures = {
         "ci_over": "seeds" if multi else "episodes with trunk digs",
         "trunk_digs": sum(f.n_trunk_digs for f in per_seed),
@@ -209,6 +246,13 @@ def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
         "bottom_skip_rate": _fmt_summary(samples["bottom_skip_rate"]),
         "jump_up_rate": _fmt_summary(samples["jump_up_rate"]),
         "tree_first_not_bottom_rate": _fmt_summary(samples["tree_first_not_bottom_rate"]),
+        "jump_up_null_rate": _fmt_summary(samples["jump_up_null_rate"]),
+        "level_chopper_bottom_skip_rate": _fmt_summary(
+            samples["level_chopper_bottom_skip_rate"]),
+        "lowest_chopper_bottom_skip_rate": _fmt_summary(
+            samples["lowest_chopper_bottom_skip_rate"]),
+        "chopper_trunk_digs": {"level": sum(f.n_trunk_digs for f in level),
+                               "lowest": sum(f.n_trunk_digs for f in lowest)},
         "height_counts": {str(k): v for k, v in sorted(heights.items())},
         "recordings": str(ctx.out_dir / "recordings"),
     }

@@ -105,6 +105,11 @@ class FellingStats:
     jump_up_rate: float
     """jump_up_digs / high_digs (NaN without high digs)."""
     digs_per_episode: float
+    jump_up_null_rate: float = math.nan
+    """The chance level of ``jump_up_rate``: the same test (a jump in the last
+    ``jump_window`` actions, or airborne) at every step of the same episodes, averaged with the
+    weight of each episode's high digs, i.e. the rate if the high digs had fallen on random
+    steps of their episodes (NaN without high digs)."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -120,10 +125,20 @@ def felling_stats(source: Any, action_meanings: Sequence[str] | None = None,
     heights_in_order: list[list[int]] = []
     trees: dict[tuple[int, Any], list[int]] = {}
     skips, n_digs, jump_up, n_high = 0, 0, 0, 0
+    null_weighted = 0.0
     for ei, tr in enumerate(traces):
         ys: list[Any] = [p.get("y") for p in tr.poses
                          if isinstance(p, dict) and p.get("y") is not None]
         ground = min(ys) if ys else None
+
+        def jumpy(t: int, tr: Any = tr, ground: Any = ground) -> bool:
+            recent = tr.actions[max(0, t - jump_window + 1):t + 1]
+            pose = tr.poses[t] if t < len(tr.poses) else None
+            airborne = (ground is not None and isinstance(pose, dict)
+                        and pose.get("y") is not None and pose["y"] > ground + 0.25)
+            return any(a in jump_ids for a in recent) or airborne
+
+        high_here = 0
         seq = []
         for t, evs in enumerate(tr.events):
             for e in evs:
@@ -137,12 +152,11 @@ def felling_stats(source: Any, action_meanings: Sequence[str] | None = None,
                 trees.setdefault(key, []).append(h)
                 if h >= high:
                     n_high += 1
-                    recent = tr.actions[max(0, t - jump_window + 1):t + 1]
-                    jumped = any(a in jump_ids for a in recent)
-                    pose = tr.poses[t] if t < len(tr.poses) else None
-                    airborne = (ground is not None and isinstance(pose, dict)
-                                and pose.get("y") is not None and pose["y"] > ground + 0.25)
-                    jump_up += int(jumped or airborne)
+                    high_here += 1
+                    jump_up += int(jumpy(t))
+        if high_here:
+            steps = range(len(tr.events))
+            null_weighted += high_here * float(np.mean([jumpy(t) for t in steps]))
         heights_in_order.append(seq)
     counts: dict[int, int] = {}
     for seq in heights_in_order:
@@ -157,6 +171,7 @@ def felling_stats(source: Any, action_meanings: Sequence[str] | None = None,
                                     if per_tree else math.nan),
         jump_up_digs=jump_up, high_digs=n_high,
         jump_up_rate=jump_up / n_high if n_high else math.nan,
+        jump_up_null_rate=null_weighted / n_high if n_high else math.nan,
         digs_per_episode=n_digs / max(len(traces), 1))
 
 

@@ -293,6 +293,8 @@ def test_felling_stats_planted_events():
     assert fs.bottom_skip_rate == pytest.approx(1 / 5)
     assert fs.tree_first_not_bottom_rate == pytest.approx(0.5)
     assert fs.high_digs == 2 and fs.jump_up_digs == 1 and fs.jump_up_rate == 0.5
+    # chance level: a jump lies in the 3-step window at steps 2, 3 and 4 of the 7
+    assert fs.jump_up_null_rate == pytest.approx(3 / 7)
     assert fs.height_counts == {1: 1, 2: 2, 3: 2}
     # the same from an airborne pose instead of a jump action
     tr2 = Trace(actions=[punch] * 3, events=[[], [], [_dig(4)]],
