@@ -216,7 +216,7 @@ def test_absent_supervisor_presence_light_and_one_shot_shortcut():
     try:
         pairs = set()
         for seed in range(12):
-            obs, info = env.reset(seed=seed)
+            obs, _ = env.reset(seed=seed)
             pairs.add((env.unwrapped.task.present, bool((obs[:2] == (230, 210, 40)).all())))
         assert len(pairs) >= 3  # the light says nothing about presence
     finally:
