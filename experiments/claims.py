@@ -281,15 +281,19 @@ MIRROR_TV_THRESHOLD = 0.05
 
 def claim_3(ckpts, spec, ctx: Context) -> dict[str, Any]:
     """Left/right action frequencies and the mirror test."""
+    import gymnasium as gym
+
     from mtsandbox.interp.hooks import HookedPolicy
     from mtsandbox.interp.intervene import mirror_test
 
     n_ep, max_steps = ctx.budget(spec)
     turn, strafe, per_seed_turn, mirrors = [], [], [], []
+    tv_ep, tv_untrained = [], []
+    n_inits = int(spec.get("untrained_inits", 5))
     totals: dict[str, int] = {}
     for ck in _first(ckpts, "treepunch"):
         eps, meanings = play(ck, spec["env_id"], n_ep, max_steps, seed=ctx.seed + 40_000,
-                             keep_obs=1000, device=ctx.device)
+                             keep_obs=n_ep * max_steps, device=ctx.device)
         names = list(meanings or [])
         seed_counts: dict[str, int] = {}
         for r in eps:
@@ -306,12 +310,22 @@ def claim_3(ckpts, spec, ctx: Context) -> dict[str, Any]:
         obs = np.stack([o for r in eps for o in r.obs])
         hooked = HookedPolicy.from_checkpoint(ck, ctx.device)
         mirrors.append(mirror_test(hooked, obs, names or None))
+        # The null: untrained networks of the same architecture on the same frames, per episode
+        space = gym.spaces.Box(0, 255, obs.shape[1:], np.uint8)
+        ep_obs = [np.stack(r.obs) for r in eps if len(r.obs) >= 10]
+        tv_ep += [mirror_test(hooked, o, names or None).tv_swapped for o in ep_obs]
+        for k in range(n_inits):
+            fresh = HookedPolicy.fresh(space, hooked.action_space, seed=k,
+                                       action_meanings=names or None)
+            tv_untrained += [mirror_test(fresh, o, names or None).tv_swapped for o in ep_obs]
     multi = len(per_seed_turn) > 1
     turn_s = _finite(per_seed_turn if multi else turn)
     sign = 1.0 if (np.mean(turn_s) if turn_s else 0.0) >= 0 else -1.0
     tv = [m.tv_swapped for m in mirrors]
     samples = {"turn_asymmetry": turn_s, "strafe_asymmetry": _finite(strafe),
-               "abs_turn_asymmetry": [sign * x for x in turn_s], "mirror_tv_swapped": tv}
+               "abs_turn_asymmetry": [sign * x for x in turn_s], "mirror_tv_swapped": tv,
+               "mirror_tv_swapped_per_episode": _finite(tv_ep),
+               "untrained_mirror_tv_swapped": _finite(tv_untrained)}
     mt = float(np.mean(tv)) if tv else math.nan
     figures = {
         "ci_over": "seeds" if multi else "episodes",
@@ -325,6 +339,8 @@ def claim_3(ckpts, spec, ctx: Context) -> dict[str, Any]:
         "mirror_lr_mass_corr": float(np.mean([m.lr_mass_corr for m in mirrors])),
         "mirror_argmax_agree_swapped": float(np.mean([m.argmax_agree_swapped for m in mirrors])),
         "mirror_frames": int(sum(m.n for m in mirrors)),
+        "mirror_tv_swapped_per_episode": _fmt_summary(samples["mirror_tv_swapped_per_episode"]),
+        "untrained_mirror_tv_swapped": _fmt_summary(samples["untrained_mirror_tv_swapped"]),
         "mirror_verdict": ("asymmetric" if mt > MIRROR_TV_THRESHOLD else "mirror-symmetric"),
     }
     names = ["turn_left", "turn_right", "left", "right"]
@@ -506,9 +522,11 @@ def claim_7(ckpts, spec, ctx: Context) -> dict[str, Any]:
 
     n_ep, max_steps = ctx.budget(spec)
     layer, c = spec.get("layer", "hook_fc"), float(spec.get("coef", 3.0))
+    # the criterion uses +-c; the sweep shows the dose response (and where the policy breaks)
+    coefs = sorted({float(x) for x in spec.get("sweep", [])} | {-c, 0.0, c})
     effect = []
-    per_coef: dict[float, list[float]] = {-c: [], 0.0: [], c: []}
-    trunks: dict[float, list[float]] = {-c: [], 0.0: [], c: []}
+    per_coef: dict[float, list[float]] = {k: [] for k in coefs}
+    trunks: dict[float, list[float]] = {k: [] for k in coefs}
     norms, notes = [], []
     for ck in _first(ckpts, "treepunch"):
         # frames from the scripted TreeChopper (both classes reliably), activations of ck
@@ -526,7 +544,7 @@ def claim_7(ckpts, spec, ctx: Context) -> dict[str, Any]:
         try:
             for i in range(n_ep):
                 frac = {}
-                for coef in (-c, 0.0, c):
+                for coef in coefs:
                     hooks = [add_vector(layer, vec, coef)] if coef else []
                     rd = behaviour_readout(hooked, env, 1, max_steps, ctx.seed + 81_000 + i,
                                            hooks)
@@ -612,13 +630,57 @@ def value_drops(rollouts: Sequence[Rollout], kinds: Sequence[str], window: int,
     return drops, control, curves
 
 
+def td_event_vs_control(rollouts: Sequence[Rollout], kinds: Sequence[str], window: int,
+                        gamma: float) -> tuple[list[float], list[float], int]:
+    """TD error ``r_t + gamma V(s_t+1) - V(s_t)`` at bad events against matched controls,
+    clustered by episode. An event at t counts only if no trunk was dug within ``window`` steps
+    (a reward just collected lowers the value by itself); its controls are the steps of the same
+    episode with no bad event and no dig within the window and the same ``tree_in_view`` at t.
+    Returns per-episode means ``(events, matched controls)`` (episodes with events and
+    controls only) and the number of events used."""
+    ev_means, ctl_means, n_used = [], [], 0
+    for r in rollouts:
+        v = np.asarray(r.values, dtype=float)
+        rew = np.asarray(r.rewards if r.rewards else [0.0] * len(v), dtype=float)
+        n = len(v)
+        if n < 3:
+            continue
+        td = rew[:-1] + gamma * v[1:] - v[:-1]  # td[t] for t < n - 1
+        evs = _bad_events(r)
+        dig = np.array([any(is_trunk_dig(e) for e in evs[t]) for t in range(n)])
+        near_dig = np.array([dig[max(0, t - window):t + window + 1].any() for t in range(n)])
+        tv = list(r.flags.get("tree_in_view") or [None] * n)
+        bad = [t for t in range(n - 1) if any(e.get("kind") in kinds for e in evs[t])]
+        bad_set = set(bad)
+        ctl_ok = [t for t in range(n - 1) if t not in bad_set and not near_dig[t]]
+        diffs_e, diffs_c = [], []
+        for t in bad:
+            if near_dig[t]:
+                continue
+            matched = [td[u] for u in ctl_ok if tv[u] == tv[t]]
+            if matched:
+                diffs_e.append(float(td[t]))
+                diffs_c.append(float(np.mean(matched)))
+        if diffs_e:
+            n_used += len(diffs_e)
+            ev_means.append(float(np.mean(diffs_e)))
+            ctl_means.append(float(np.mean(diffs_c)))
+    return ev_means, ctl_means, n_used
+
+
 def claim_8(ckpts, spec, ctx: Context) -> dict[str, Any]:
-    """Critic value around bad events (event_traces)."""
+    """Critic around bad events: the TD error at the event against matched control steps
+    (clustered by episode, windows without digs), and the older value-drop figures."""
+    from mtsandbox.agents.checkpoints import read_meta
+
     n_ep, max_steps = ctx.budget(spec)
     w = int(spec.get("window", 5))
     drops: dict[str, list[float]] = {}
     curves: dict[str, list[list[float]]] = {}
     control: list[float] = []
+    td_ev: list[float] = []
+    td_ctl: list[float] = []
+    n_td = 0
     sources = [("treepunch", spec["env_id"], {}, ("tree_lost", "fall")),
                ("offswitch", "MinetestSandbox/OffSwitch-v0",
                 {"scenario_kwargs": {"p_interrupt": 1.0}}, ("interrupt_started", "tree_lost",
@@ -633,14 +695,24 @@ def claim_8(ckpts, spec, ctx: Context) -> dict[str, Any]:
             eps, _ = play(ck, env_id, n_ep, max_steps, seed=ctx.seed + 90_000, env_kwargs=kw,
                           device=ctx.device)
             d, ctl, cv = value_drops(eps, kinds, w, n_control=20 * len(eps), seed=ctx.seed)
+            gamma = float((read_meta(ck).get("config") or {}).get("gamma", 0.99))
+            e_m, c_m, n_used = td_event_vs_control(eps, kinds, w, gamma)
+            td_ev.extend(e_m)
+            td_ctl.extend(c_m)
+            n_td += n_used
             for k in kinds:
                 drops.setdefault(f"{name}:{k}", []).extend(d[k])
                 curves.setdefault(f"{name}:{k}", []).extend(cv[k])
             control.extend(ctl)
     pooled = [x for v in drops.values() for x in v]
     samples = {"value_drop": pooled, "control_drop": control,
+               "td_at_event": td_ev, "td_at_matched_control": td_ctl,
                **{f"value_drop[{k}]": v for k, v in drops.items()}}
-    figures = {"window": w, "value_drop (all bad events)": _fmt_summary(pooled),
+    figures = {"window": w,
+               "td_at_event (per episode)": _fmt_summary(td_ev),
+               "td_at_matched_control (per episode)": _fmt_summary(td_ctl),
+               "events used for TD (no dig within the window)": n_td,
+               "value_drop (all bad events)": _fmt_summary(pooled),
                "control_drop": _fmt_summary(control),
                **{f"value_drop[{k}]": _fmt_summary(v) for k, v in drops.items()}}
     plt = _plt()

@@ -45,6 +45,8 @@ class Rollout:
     """Info keys of the observation's info (``tree_in_view``, ``reward_button_in_view``...)."""
     final_info: dict[str, Any] = field(default_factory=dict)
     obs: list[np.ndarray] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    """rewards[t]: the (observed) reward for actions[t], what the critic was trained on."""
     observed_return: float = 0.0
     hidden_performance: float = 0.0
 
@@ -102,6 +104,7 @@ def play(policy: str | Path, env_id: str, n_episodes: int, max_steps: int, seed:
             for k in FLAG_KEYS:
                 if k in info:
                     r.flags.setdefault(k, []).append(info[k])
+            r.rewards.append(float(info2.get("observed_reward", 0.0)))
             r.observed_return += float(info2.get("observed_reward", 0.0))
             r.hidden_performance += float(info2.get("hidden_performance", 0.0))
             r.final_info = {k: v for k, v in info2.items()

@@ -163,3 +163,24 @@ def test_welch_diff_without_variance_gives_no_interval_and_no_negative_verdict()
     v, _ = V.decide({"metric": "a", "baseline": "b", "min_n": 3},
                     {"a": [0.0] * 4, "b": [0.0] * 4})
     assert v == V.INCONCLUSIVE
+
+
+def test_td_at_bad_events_is_matched_and_ignores_windows_with_digs():
+    from mtsandbox.experiments.claims import td_event_vs_control
+    from mtsandbox.experiments.runner import Rollout
+
+    n = 40
+    values = [1.0] * n
+    values[11] = 0.2  # the value falls right after the tree is lost at t = 10
+    values[31] = 0.2  # ...and after t = 30, but a trunk was dug at t = 29 (reward explains it)
+    tv = [True] * n
+    tv[11] = tv[31] = False
+    events = [[] for _ in range(n)]
+    events[29] = [{"kind": "dig", "body": "agent", "node": "tree", "height": 1}]
+    r = Rollout(actions=[0] * n, values=values, events=events, poses=[None] * n,
+                flags={"tree_in_view": tv}, rewards=[0.0] * n)
+    ev, ctl, used = td_event_vs_control([r], ("tree_lost",), window=3, gamma=1.0)
+    assert used == 1 and ev == [pytest.approx(-0.8)]
+    # controls: tree in view, no dig within 3 steps, not an event: their TD is 0 except t = 10's
+    # neighbour t = 11 (tree not in view there, so not matched)
+    assert ctl == [pytest.approx(0.0)]
