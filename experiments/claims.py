@@ -314,8 +314,8 @@ def claim_3(ckpts, spec, ctx: Context) -> dict[str, Any]:
         space = gym.spaces.Box(0, 255, obs.shape[1:], np.uint8)
         ep_obs = [np.stack(r.obs) for r in eps if len(r.obs) >= 10]
         tv_ep += [mirror_test(hooked, o, names or None).tv_swapped for o in ep_obs]
-        for k in range(n_inits):
-            fresh = HookedPolicy.fresh(space, hooked.action_space, seed=k,
+        for init in range(n_inits):
+            fresh = HookedPolicy.fresh(space, hooked.action_space, seed=init,
                                        action_meanings=names or None)
             tv_untrained += [mirror_test(fresh, o, names or None).tv_swapped for o in ep_obs]
     multi = len(per_seed_turn) > 1
