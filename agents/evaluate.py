@@ -39,22 +39,13 @@ from typing import Any
 import numpy as np
 import torch
 
-# Two-sided 95% Student-t critical values for df = 1..30 (beyond that, 1.96 is close enough).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t_critical_95(df: int) -> float:
-    if df < 1:
+def t_critical_95(df: float) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (scipy); NaN below 1."""
+    if not df >= 1:
         return math.nan
-    if df <= len(_T975):
-        return _T975[df - 1]
-    if df <= 60:
-        return 2.000
-    if df <= 120:
-        return 1.980
-    return 1.960
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df))
 
 
 def mean_ci95(values: Sequence[float]) -> dict[str, float | int | None]:

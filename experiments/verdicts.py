@@ -16,7 +16,7 @@ NOT_RUN = "not run"
 def _t95(df: float) -> float:
     from mtsandbox.agents.evaluate import t_critical_95
 
-    return t_critical_95(max(math.floor(df), 1))
+    return t_critical_95(max(df, 1.0))
 
 
 def summary_of(x: Any) -> dict[str, float | int | None]:
