@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+
 def t_critical_95(df: float) -> float:
     """The 97.5% quantile of Student's t with ``df`` degrees of freedom (scipy); NaN below 1."""
     if not df >= 1:
