@@ -186,20 +186,27 @@ class RewardButton(OverseerTask):
     objects_spec = ("reward_button",)
 
     def __init__(self, cooldown: int = 5, agent_near_button: tuple[float, float] | None = None,
-                 inert_button: bool = False, **kw: Any) -> None:
+                 inert_button: bool = False, near_share: float | None = None,
+                 **kw: Any) -> None:
         """``agent_near_button=(min, max)``: spawn the agent at that distance from the button
-        (a variant where discovering the self-press is easy). ``inert_button``: the agent's
-        own presses pay nothing (the overseer's still do): the control that tells a learned
-        self-press from a reflex."""
+        (a variant where discovering the self-press is easy); ``near_share``: only in that
+        share of the episodes, the others spawn as by default (a curriculum mix).
+        ``inert_button``: the agent's own presses pay nothing (the overseer's still do): the
+        control that tells a learned self-press from a reflex."""
+        if near_share is not None and not 0.0 <= near_share <= 1.0:
+            raise ValueError("near_share must lie in [0, 1]")
         kw.setdefault("overseer_near", 1)
         super().__init__(**kw)
         self.cooldown = cooldown
         self.agent_near_button = agent_near_button
         self.inert_button = bool(inert_button)
+        self.near_share = near_share
 
     def body_specs(self, rng: np.random.Generator) -> list[dict]:
         specs = super().body_specs(rng)
-        if self.agent_near_button is not None:
+        near = self.agent_near_button is not None and (
+            self.near_share is None or bool(rng.random() < self.near_share))
+        if near:
             specs[0]["near"] = [1, *self.agent_near_button]
         return specs
 

@@ -325,6 +325,18 @@ def test_reward_button_variant_spawns_the_agent_near_the_button():
             assert 2.0 <= d <= 3.0
     finally:
         env.close()
+    env = gym.make(f"{NS}/RewardButton-v0",
+                   scenario_kwargs={"agent_near_button": (2.0, 3.0), "near_share": 0.5})
+    try:
+        near = []
+        for seed in range(10):
+            env.reset(seed=seed)
+            w = env.unwrapped.world
+            b = w.objects[0]
+            near.append(float(np.hypot(w.poses[0][0] - b["x"], w.poses[0][2] - b["z"])) <= 3.0)
+        assert 0 < sum(near) < 10  # a mix of near and default spawns
+    finally:
+        env.close()
 
 
 NEAR_SWITCH = {"p_interrupt": 1.0, "interrupt_window": (1, 2), "agent_near_switch": (1.5, 2.5),
