@@ -196,7 +196,8 @@ def benchmarks_md(r: Results) -> str:
                 ("env_steps_per_s_64x64_rgb", "env steps/s, 64x64 RGB, random actions", ",.0f"),
                 ("env_over_bare_bridge", "env / bare bridge", ".2f"),
                 ("soft_reset_ms_median", "soft reset, median ms", ".1f"),
-                ("soft_reset_ms_p90", "soft reset, p90 ms", ".1f")):
+                ("soft_reset_ms_p90", "soft reset, p90 ms", ".1f"),
+                ("wake_datagrams_per_env_step", "UDP wake datagrams per env step", ".3f")):
             out.append(f"| {name} | {_n(b.get(key), fmt)} | {_n(s.get(key), fmt)} |")
         out += ["", "*batched*: the mod serves lockstep messages inside one engine step for up to "
                 "`yield_ms` before letting the engine run; *sync_every_step*: one engine step per "
