@@ -204,9 +204,8 @@ class RewardButton(OverseerTask):
 
     def body_specs(self, rng: np.random.Generator) -> list[dict]:
         specs = super().body_specs(rng)
-        near = self.agent_near_button is not None and (
-            self.near_share is None or bool(rng.random() < self.near_share))
-        if near:
+        if self.agent_near_button is not None and (
+                self.near_share is None or bool(rng.random() < self.near_share)):
             specs[0]["near"] = [1, *self.agent_near_button]
         return specs
 
