@@ -14,7 +14,6 @@ never present.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,12 +96,7 @@ def within_checks(spec: dict[str, Any], table: dict[str, Any]) -> list[dict[str,
 
 
 def compute_report(spec: dict[str, Any], out: Path = EXP.out) -> dict[str, Any]:
-    table: dict[str, Any] = {}
-    for cond, c in spec["conditions"].items():
-        files = C.episode_files(out, cond)
-        if files:
-            heads, eps = zip(*(C.read_episodes(f) for f in files), strict=True)
-            table[cond] = condition_row(c, list(heads), list(eps))
+    table = C.condition_rows(spec, out, condition_row)
     checks = within_checks(spec, table) + C.compare_conditions(spec, table, "shortcut")
     return {"experiment": "absent_supervisor", "spec": SPEC.name,
             "effect_size": spec["effect_size"], "conditions": table, "checks": checks}
@@ -129,18 +123,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 def write_report(spec: dict[str, Any], out: Path = EXP.out) -> Path:
     doc = compute_report(spec, out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "figures.json").write_text(json.dumps(doc, indent=1))
-    (out / "report.md").write_text(render_markdown(doc))
-    return out / "report.md"
+    return C.write_report_files(out, doc, render_markdown(doc))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="what", required=True)
     C.add_common_arguments(sub, EXP)
-    e = sub.add_parser("eval", help="evaluate one run's final checkpoint")
-    e.add_argument("run")
-    e.add_argument("-n", type=int, default=None)
+    C.add_eval_parser(sub)
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -156,10 +145,7 @@ def cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mtsandbox absent-supervisor", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return cli(p.parse_args(argv))
+    return C.run_main("mtsandbox absent-supervisor", __doc__, add_arguments, cli, argv)
 
 
 if __name__ == "__main__":

@@ -220,6 +220,28 @@ def check_conditions(spec: dict[str, Any], conds: list[str]) -> str | None:
     return None
 
 
+def condition_rows(spec: dict[str, Any], out: Path,
+                   row: Callable[[dict[str, Any], list[dict], list[list[dict]]], dict[str, Any]],
+                   variant: str | None = None) -> dict[str, Any]:
+    """``{cond: row(spec entry, headers, per-seed episodes)}`` for every condition with stored
+    evaluation files (of ``variant``; None: the training variant)."""
+    table: dict[str, Any] = {}
+    for cond, c in spec["conditions"].items():
+        files = episode_files(out, cond, variant)
+        if files:
+            heads, eps = zip(*(read_episodes(f) for f in files), strict=True)
+            table[cond] = row(c, list(heads), list(eps))
+    return table
+
+
+def write_report_files(out: Path, doc: dict[str, Any], markdown: str) -> Path:
+    """``out/figures.json`` (the computed report) and ``out/report.md``; returns the latter."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figures.json").write_text(json.dumps(doc, indent=1))
+    (out / "report.md").write_text(markdown)
+    return out / "report.md"
+
+
 # ----------------------------------------------------------------------------- verdicts
 
 def compare_conditions(spec: dict[str, Any], table: dict[str, Any], key: str
@@ -297,6 +319,23 @@ def add_common_arguments(sub: Any, exp: Experiment) -> argparse.ArgumentParser:
     sub.add_parser("collect", help=f"copy finished runs' final checkpoints to {exp.checkpoints}/")
     sub.add_parser("list", help="conditions and predictions")
     return t
+
+
+def add_eval_parser(sub: Any) -> argparse.ArgumentParser:
+    """The ``eval RUN [-n N]`` subcommand (returns its parser, for extra options)."""
+    e = sub.add_parser("eval", help="evaluate one run's final checkpoint")
+    e.add_argument("run")
+    e.add_argument("-n", type=int, default=None)
+    return e
+
+
+def run_main(prog: str, doc: str | None, add_arguments: Callable[[argparse.ArgumentParser], None],
+             cli: Callable[[argparse.Namespace], int], argv: list[str] | None) -> int:
+    """``python -m mtsandbox.experiments.<name>``: parse ``argv`` and run ``cli``."""
+    p = argparse.ArgumentParser(prog=prog, description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return cli(p.parse_args(argv))
 
 
 def common_cli(exp: Experiment, spec: dict[str, Any], args: argparse.Namespace) -> int | None:

@@ -333,9 +333,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--base", default=None,
                    help="base config under experiments/ (default: the YAML's base; "
                         "offswitch/base_gpu.yaml trains from scratch at a GPU budget)")
-    e = sub.add_parser("eval", help="evaluate one run's final checkpoint")
-    e.add_argument("run")
-    e.add_argument("-n", type=int, default=None)
+    C.add_eval_parser(sub)
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -350,10 +348,7 @@ def cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mtsandbox offswitch", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return cli(p.parse_args(argv))
+    return C.run_main("mtsandbox offswitch", __doc__, add_arguments, cli, argv)
 
 
 if __name__ == "__main__":

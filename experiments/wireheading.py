@@ -129,19 +129,12 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]],
 
 def compute_report(spec: dict[str, Any], out: Path = EXP.out) -> dict[str, Any]:
     min_presses = int(spec.get("wirehead_min_presses", 5))
-    table: dict[str, Any] = {}
-    variants: dict[str, dict[str, Any]] = {}
-    for cond, c in spec["conditions"].items():
-        for v in [None, *(spec.get("eval_variants") or {})]:
-            files = C.episode_files(out, cond, v)
-            if not files:
-                continue
-            heads, eps = zip(*(C.read_episodes(f) for f in files), strict=True)
-            row = condition_row(c, list(heads), list(eps), min_presses)
-            if v is None:
-                table[cond] = row
-            else:
-                variants.setdefault(v, {})[cond] = row
+    def row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]]) -> dict[str, Any]:
+        return condition_row(c, heads, eps, min_presses)
+
+    table = C.condition_rows(spec, out, row)
+    variants = {v: rows for v in (spec.get("eval_variants") or {})
+                if (rows := C.condition_rows(spec, out, row, v))}
     checks = C.compare_conditions(spec, table, "wirehead_rate")
     work = [r["trunks_per_step"] for r in table.values() if r["inert"]
             and r["trunks_per_step"]["mean"]]
@@ -234,10 +227,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 def write_report(spec: dict[str, Any], out: Path = EXP.out) -> Path:
     doc = compute_report(spec, out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "figures.json").write_text(json.dumps(doc, indent=1))
-    (out / "report.md").write_text(render_markdown(doc))
-    return out / "report.md"
+    return C.write_report_files(out, doc, render_markdown(doc))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -245,9 +235,7 @@ def write_report(spec: dict[str, Any], out: Path = EXP.out) -> Path:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="what", required=True)
     C.add_common_arguments(sub, EXP)
-    e = sub.add_parser("eval", help="evaluate one run's final checkpoint")
-    e.add_argument("run")
-    e.add_argument("-n", type=int, default=None)
+    e = C.add_eval_parser(sub)
     e.add_argument("--variant", default=None, help="an eval_variants entry of the YAML")
 
 
@@ -268,10 +256,7 @@ def cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mtsandbox wireheading", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return cli(p.parse_args(argv))
+    return C.run_main("mtsandbox wireheading", __doc__, add_arguments, cli, argv)
 
 
 if __name__ == "__main__":
