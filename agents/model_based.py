@@ -99,6 +99,26 @@ class MBConfig(DictConfig):
     hidden: int = 192
     ac_starts: int = 256
     """Imagination start states per actor-critic update (a random subset of the batch)."""
+    act: str = "actor"
+    """How ``predict`` picks actions: ``"actor"`` (the imagination-trained policy) or ``"plan"``
+    (model-predictive control: cross-entropy-method search over action sequences in the world
+    model, scored by predicted reward plus the critic at the horizon)."""
+    plan_horizon: int = 8
+    plan_candidates: int = 256
+    plan_elites: int = 24
+    plan_iters: int = 3
+    plan_repeat: int = 1
+    """Each planned action is held for this many imagined steps (shorter search, longer reach)."""
+    plan_critic: float = 1.0
+    """Weight of the critic's value at the end of a planned sequence (0: reward only)."""
+    plan_explore: float = 0.0
+    """With ``deterministic=False``: chance of a uniformly random action instead of the plan."""
+
+    def __post_init__(self) -> None:
+        if self.act not in ("actor", "plan"):
+            from mtsandbox.agents.config import ConfigError
+
+            raise ConfigError(f"{self.SOURCE}: act must be 'actor' or 'plan', not {self.act!r}")
 
 
 
@@ -179,8 +199,9 @@ class ModelBasedAgent:
         self.num_timesteps = 0
         self.internal_state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.action_space: gym.spaces.Discrete = gym.spaces.Discrete(c.n_actions)
-        self.observation_space = gym.spaces.Box(0, 255, (c.image_size, c.image_size, 3),
-                                                np.uint8)
+        obs_space = getattr(env, "observation_space", None)
+        self.observation_space = (obs_space if isinstance(obs_space, gym.spaces.Box) else
+                                  gym.spaces.Box(0, 255, (64, 64, 3), np.uint8))
         self.policy = _PolicyShim(self)
         self.history: list[dict[str, float]] = []
         self.rng = np.random.default_rng(self.config.seed)
@@ -237,16 +258,66 @@ class ModelBasedAgent:
         if single:
             obs = obs[None]
         st = self._get_state(obs.shape[0], state, episode_start)
-        post = self._filter(obs, st, sample=not deterministic)
-        logits = self.actor(post.feat())
-        if deterministic:
-            act = logits.argmax(-1)
+        if self.config.act == "plan":
+            post = self._filter(obs, st, sample=False)
+            act = self.plan(post)
+            if not deterministic and self.config.plan_explore > 0:
+                rnd = torch.rand(act.shape, device=self.device) < self.config.plan_explore
+                act = torch.where(rnd, torch.randint_like(act, self.n_actions), act)
         else:
-            act = torch.distributions.Categorical(logits=logits).sample()
+            post = self._filter(obs, st, sample=not deterministic)
+            logits = self.actor(post.feat())
+            if deterministic:
+                act = logits.argmax(-1)
+            else:
+                act = torch.distributions.Categorical(logits=logits).sample()
         act_np = act.cpu().numpy().astype(np.int64)
         new_state = (post.deter.cpu().numpy(), post.stoch.cpu().numpy(), act_np.copy())
         self.internal_state = new_state
         return (act_np[0] if single else act_np), new_state
+
+    @torch.no_grad()
+    def plan(self, state: State) -> torch.Tensor:
+        """MPC by the cross-entropy method over discrete action sequences: for each row of
+        ``state`` (B, ...), sample ``plan_candidates`` sequences of ``plan_horizon`` actions
+        from per-step categoricals (uniform at first), imagine them (mode latents), score
+        ``sum_t gamma^t cont_<t r_t + plan_critic * gamma^H cont V(s_H)``, refit the
+        categoricals to the ``plan_elites`` best, ``plan_iters`` times; return the first action
+        of the best sequence seen. -> (B,) int64."""
+        cfg = self.config
+        B, N, H, A = state.deter.shape[0], cfg.plan_candidates, cfg.plan_horizon, self.n_actions
+        rep = max(1, cfg.plan_repeat)
+        probs = torch.full((B, H, A), 1.0 / A, device=self.device)
+        start = state.map(lambda x: x.repeat_interleave(N, 0))          # (B*N, ...)
+        disc = cfg.gamma ** torch.arange(H * rep, device=self.device, dtype=torch.float32)
+        best_score = torch.full((B,), -float("inf"), device=self.device)
+        best_first = torch.zeros(B, dtype=torch.long, device=self.device)
+        for _ in range(max(1, cfg.plan_iters)):
+            seq = torch.distributions.Categorical(probs=probs.unsqueeze(1).expand(B, N, H, A)
+                                                  ).sample()            # (B, N, H)
+            flat = seq.reshape(B * N, H).repeat_interleave(rep, 1)      # (B*N, H*rep)
+            st, feats = start, []
+            for t in range(H * rep):
+                st = self.wm.rssm.img_step(st, F.one_hot(flat[:, t], A).float(), sample=False)
+                feats.append(st.feat())
+            feat = torch.stack(feats, 1)                                # (B*N, T, F)
+            r = self.wm.reward(feat)
+            c = self.wm.cont(feat)
+            alive = torch.cumprod(torch.cat([torch.ones_like(c[:, :1]), c[:, :-1]], 1), 1)
+            score = (disc * alive * r).sum(1)
+            if cfg.plan_critic:
+                v = self.critic(feat[:, -1]).squeeze(-1)
+                end = cfg.gamma ** (H * rep) * alive[:, -1] * c[:, -1]
+                score = score + cfg.plan_critic * end * v
+            score = score.reshape(B, N)
+            top = score.topk(min(cfg.plan_elites, N), dim=1)
+            elite = torch.gather(seq, 1, top.indices.unsqueeze(-1).expand(-1, -1, H))
+            counts = F.one_hot(elite, A).float().mean(1)                # (B, H, A)
+            probs = 0.9 * counts + 0.1 / A                              # keep some spread
+            better = top.values[:, 0] > best_score
+            best_score = torch.where(better, top.values[:, 0], best_score)
+            best_first = torch.where(better, elite[:, 0, 0], best_first)
+        return best_first
 
     # ------------------------------------------------------------------------- env
     def _make_env(self) -> gym.Env:

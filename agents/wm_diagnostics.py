@@ -8,10 +8,14 @@
   imagined frames as a recording directory (``meta.env_id = "imagined"``, same actions as the
   source, ``config.source`` naming the real episode) so ``mtsandbox replay`` can show them next
   to the real one.
+* :func:`frame_metrics` -- reward-prediction AUROC on digs, reconstruction trunk IoU, AUROC of
+  the auxiliary heads, on held-out episodes.
 * :func:`state_tracking_probe` -- in the real env: get a tree in view (frame ``F0``), turn left
   ``k`` times (observed), then turn right ``k`` times *open loop* (imagined) and compare the
   trunk-coloured pixels of the decoded last frame with the real frame after returning (IoU).
-  Baseline: predicting the frame before turning back (the last observed one). Also reported:
+  Baseline: predicting the frame before turning back (the last observed one); ablation: the
+  same imagination from a state that has seen only the turned-away frame (no memory of the
+  tree). Also reported:
   ``iou_full_open_loop`` (imagine all ``2k`` turns from ``F0``), ``iou_f0_vs_return`` (real
   ``F0`` vs real return frame: how exactly turning back restores the view) and
   ``iou_recon_f0`` (the model's reconstruction of ``F0``: how well it draws trunks at all).
@@ -24,15 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from mtsandbox.agents.world_model import SeqData, WorldModel, as_seqdata
+from mtsandbox.agents.evaluate import mean_ci95
+from mtsandbox.agents.world_model import SeqData, WorldModel, as_seqdata, aux_labels, trunk_mask
 
-
-def trunk_mask(frames: np.ndarray) -> np.ndarray:
-    """Trunk-coloured pixels (brown bark and the tan cut face): R > G + 5 and R > B + 10.
-    Leaves and grass are green-dominant, sky blue-dominant. ``frames`` (..., H, W, 3)."""
-    f = np.asarray(frames).astype(np.int16)
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    return (r > g + 5) & (r > b + 10)
+DIG_REWARD = 0.5
+"""A step whose reward reaches this is a dig (+1 per trunk node; shaping pays 0.01)."""
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -46,8 +46,12 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
 
 def open_loop_errors(model: WorldModel, data: Any, horizons=(1, 5, 15), context: int = 5,
                      n_windows: int = 64, seed: int = 0, batch: int = 16) -> dict[int, dict]:
-    """``{h: {"model": mse, "copy_last": mse, "n": windows}}`` -- MSE per pixel ([0, 1]
-    scale) of the frame ``h`` steps after the last observed one."""
+    """MSE per pixel ([0, 1] scale, at the model's observation size) of the frame ``h`` steps
+    after the last observed one, model vs copy-last-frame, over ``n_windows`` random windows.
+
+    ``{h: {"model", "copy_last", "n", "n_episodes", "gain", "gain_ci"}}``: pooled MSEs, and the
+    gain ``1 - model / copy_last`` with a 95% t-interval over *episodes* (the windows of one
+    episode are pooled first: they are not independent)."""
     eps = [e for e in as_seqdata(data) if len(e) >= context + max(horizons)]
     if not eps:
         raise ValueError("open_loop_errors: no episode long enough")
@@ -56,23 +60,116 @@ def open_loop_errors(model: WorldModel, data: Any, horizons=(1, 5, 15), context:
     lens = np.array([len(e) for e in eps], float)
     picks = []
     for _ in range(n_windows):
-        e = eps[int(rng.choice(len(eps), p=lens / lens.sum()))]
-        s = int(rng.integers(0, len(e) - context - H + 1))
-        picks.append((e, s))
-    se = {h: [0.0, 0.0] for h in horizons}
+        k = int(rng.choice(len(eps), p=lens / lens.sum()))
+        s = int(rng.integers(0, len(eps[k]) - context - H + 1))
+        picks.append((k, s))
+    per_ep: dict[int, dict[int, list[list[float]]]] = {}
     for i in range(0, len(picks), batch):
         chunk = picks[i:i + batch]
-        frames = np.stack([e.obs[s:s + context + H] for e, s in chunk])
-        acts = np.stack([e.prev_action[s:s + context + H] for e, s in chunk]).copy()
+        frames = model.resize(np.stack([eps[k].obs[s:s + context + H] for k, s in chunk]))
+        acts = np.stack([eps[k].prev_action[s:s + context + H] for k, s in chunk]).copy()
         acts[:, 0] = -1  # the window starts from a zero state
         pred = model.open_loop(frames, acts, context=context, horizon=H)
         last = frames[:, context - 1]
-        for h in horizons:
-            real = frames[:, context - 1 + h]
-            se[h][0] += sum(_mse(pred[j, h - 1], real[j]) for j in range(len(chunk)))
-            se[h][1] += sum(_mse(last[j], real[j]) for j in range(len(chunk)))
-    n = len(picks)
-    return {h: {"model": se[h][0] / n, "copy_last": se[h][1] / n, "n": n} for h in horizons}
+        for j, (k, _s) in enumerate(chunk):
+            d = per_ep.setdefault(k, {h: [[], []] for h in horizons})
+            for h in horizons:
+                real = frames[j, context - 1 + h]
+                d[h][0].append(_mse(pred[j, h - 1], real))
+                d[h][1].append(_mse(last[j], real))
+    out: dict[int, dict] = {}
+    for h in horizons:
+        m = [x for d in per_ep.values() for x in d[h][0]]
+        c = [x for d in per_ep.values() for x in d[h][1]]
+        gains = [1 - np.mean(d[h][0]) / np.mean(d[h][1]) for d in per_ep.values()
+                 if np.mean(d[h][1]) > 0]
+        g = mean_ci95(gains)
+        out[h] = {"model": float(np.mean(m)), "copy_last": float(np.mean(c)), "n": len(m),
+                  "n_episodes": len(per_ep), "gain": 1 - float(np.mean(m)) / float(np.mean(c)),
+                  "gain_per_episode": g["mean"], "gain_ci": g["ci95"]}
+    return out
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (the Mann-Whitney U statistic / n_pos n_neg, via scipy)."""
+    from scipy.stats import mannwhitneyu
+
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float(mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
+
+
+def frame_metrics(model: WorldModel, data: Any, chunk: int = 64, warmup: int = 4,
+                  max_frames: int = 20_000) -> dict[str, Any]:
+    """Filtering-time quality on (held-out) episodes, each read in chunks of ``chunk`` frames
+    from a zero state (the first ``warmup`` of each chunk are skipped):
+
+    * ``reward_auroc_prior`` -- does the one-step *prediction* (prior after the action, before
+      seeing the frame) separate digs (reward >= 0.5) from other steps; ``reward_auroc_post``
+      the same from the filtered state (which has seen the frame);
+    * ``recon_trunk_iou`` -- trunk pixels of the decoded posterior vs the real frame (pooled
+      over frames where the real view has >= 1% trunk), with per-episode mean and CI;
+    * ``aux_auroc`` -- the auxiliary heads on their labels (from the prior);
+    * ``n_frames``, ``n_digs``."""
+    import torch
+
+    eps = as_seqdata(data)
+    model.eval()
+    rew_pri, rew_post, rew_true, aux_p, aux_y = [], [], [], [], []
+    inter = union = 0
+    ep_iou: list[float] = []
+    n = 0
+    with torch.no_grad():
+        for e in eps:
+            if n >= max_frames:
+                break
+            ei = eu = 0
+            for s in range(0, len(e) - warmup - 1, chunk):
+                sl = slice(s, min(len(e), s + chunk))
+                frames = model.resize(e.obs[sl])
+                prev = e.prev_action[sl].copy()
+                prev[0] = -1
+                first = torch.zeros(1, len(frames), dtype=torch.bool, device=model.device)
+                first[:, 0] = True
+                post, prior = model.observe(model.preprocess(frames[None]),
+                                            model.onehot(prev[None]), first, sample=False)
+                w = slice(warmup, None)
+                rew_pri.append(model.reward(prior.feat()[0, w]).cpu().numpy())
+                rew_post.append(model.reward(post.feat()[0, w]).cpu().numpy())
+                rew_true.append(e.reward[sl][w])
+                if model.aux_head is not None:
+                    aux_p.append(model.aux(prior.feat()[0, w]).cpu().numpy())
+                    aux_y.append(aux_labels(frames[w]).numpy())
+                rec = model.to_uint8(model.decode(post.feat()[0, w]))
+                real_m = trunk_mask(frames[w])
+                keep = real_m.mean((-1, -2)) >= 0.01
+                pm = trunk_mask(rec)[keep]
+                rm = real_m[keep]
+                ei += int((pm & rm).sum())
+                eu += int((pm | rm).sum())
+                n += len(frames) - warmup
+            inter += ei
+            union += eu
+            if eu:
+                ep_iou.append(ei / eu)
+    model.train()
+    y = np.concatenate(rew_true) >= DIG_REWARD
+    out: dict[str, Any] = {
+        "n_frames": len(y), "n_digs": int(y.sum()), "n_episodes": len(ep_iou),
+        "reward_auroc_prior": auroc(np.concatenate(rew_pri), y),
+        "reward_auroc_post": auroc(np.concatenate(rew_post), y),
+        "recon_trunk_iou": inter / union if union else float("nan"),
+    }
+    g = mean_ci95(ep_iou)
+    out["recon_trunk_iou_per_episode"], out["recon_trunk_iou_ci"] = g["mean"], g["ci95"]
+    if aux_p:
+        P, Y = np.concatenate(aux_p), np.concatenate(aux_y) > 0.5
+        from mtsandbox.agents.world_model import AUX_NAMES
+
+        out["aux_auroc"] = {nm: auroc(P[:, i], Y[:, i]) for i, nm in enumerate(AUX_NAMES)}
+    return out
 
 
 def imagined_rollout(model: WorldModel, ep: SeqData, start: int = 0, context: int = 5,
@@ -80,7 +177,7 @@ def imagined_rollout(model: WorldModel, ep: SeqData, start: int = 0, context: in
     """``(real, imagined, prev_actions)`` for frames ``start+context .. +horizon-1``; the model
     observed ``ep.obs[start:start+context]``."""
     horizon = min(horizon, len(ep) - start - context)
-    frames = ep.obs[start:start + context + horizon]
+    frames = model.resize(ep.obs[start:start + context + horizon])
     acts = ep.prev_action[start:start + context + horizon].copy()
     acts[0] = -1
     pred = model.open_loop(frames, acts, context=context, horizon=horizon)
@@ -153,7 +250,7 @@ def save_rollouts(model: WorldModel, data: Any, out_dir: str | Path, n: int = 3,
             _, st = model.open_loop(e.obs[s:s + context + horizon], p, context=context,
                                     horizon=horizon, return_state=True)
             rew = model.reward(st.feat()).cpu().numpy().reshape(-1)
-        last_obs = e.obs[s + context - 1]
+        last_obs = model.resize(e.obs[s + context - 1])
         img = write_imagined_recording(out_dir / "imagined", last_obs, pred, acts,
                                        source=f"window {s}+{context}", rewards=rew)
         realrec = write_imagined_recording(out_dir / "real", last_obs, real, acts,
@@ -203,8 +300,11 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                          env_kwargs: dict | None = None, out_dir: str | Path | None = None,
                          max_tries: int = 40) -> dict[str, Any]:
     """See the module docstring. Returns mean IoUs (``iou_model``, ``iou_baseline_before_turn
-    _back``, ``iou_full_open_loop``, ``iou_f0_vs_return``, ``iou_recon_f0``), pixel MSEs of the
-    return frame, and the per-trial rows. ``out_dir``: also save a PNG per trial."""
+    _back``, ``iou_full_open_loop``, ``iou_no_memory``, ``iou_f0_vs_return``,
+    ``iou_recon_f0``), pixel MSEs of the return frame, the paired differences model - baseline
+    and model - no-memory with 95% t-intervals over trials (``diff_vs_baseline``,
+    ``diff_vs_no_memory``), and the per-trial rows. Frames are compared at the model's
+    observation size. ``out_dir``: also save a PNG per trial."""
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
@@ -239,7 +339,7 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                 obs, *_ = env.step(a)
                 frames.append(obs)
                 acts.append(a)
-            fr = np.asarray(frames)
+            fr = model.resize(np.asarray(frames))
             prev = np.concatenate([[-1], np.asarray(acts)])
             tk, t2k = t0 + k, t0 + 2 * k
             # (a) observe up to the turned-away frame (t0 + k), imagine the k turns back
@@ -252,6 +352,10 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
             # (b) observe up to F0, imagine all 2k turns
             ctx_b = t0 - s + 1
             pred_b = model.open_loop(fr[s:t2k + 1], p, context=ctx_b, horizon=2 * k)
+            # (c) no-memory ablation: from a zero state, observe only the turned-away frame
+            p_c = prev[tk:t2k + 1].copy()
+            p_c[0] = -1
+            pred_c = model.open_loop(fr[tk:t2k + 1], p_c, context=1, horizon=k)
             # reconstruction of F0 (posterior, no imagination)
             recon = _reconstruct(model, fr[s:t0 + 1], p[:ctx_b])
             real_ret, real_f0, real_away = fr[t2k], fr[t0], fr[tk]
@@ -260,6 +364,7 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                 "iou_model": iou(trunk_mask(pred_ret), m_real),
                 "iou_baseline_before_turn_back": iou(trunk_mask(real_away), m_real),
                 "iou_full_open_loop": iou(trunk_mask(pred_b[-1]), m_real),
+                "iou_no_memory": iou(trunk_mask(pred_c[-1]), m_real),
                 "iou_f0_vs_return": iou(trunk_mask(real_f0), m_real),
                 "iou_recon_f0": iou(trunk_mask(recon), trunk_mask(real_f0)),
                 "mse_model": _mse(pred_ret, real_ret),
@@ -275,10 +380,15 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
         env.close()
     out: dict[str, Any] = {"k": k, "n_trials": len(rows), "trials": rows}
     for key in ("iou_model", "iou_baseline_before_turn_back", "iou_full_open_loop",
-                "iou_f0_vs_return", "iou_recon_f0", "mse_model", "mse_baseline",
-                "trunk_frac_away"):
+                "iou_no_memory", "iou_f0_vs_return", "iou_recon_f0", "mse_model",
+                "mse_baseline", "trunk_frac_away"):
         vals = [r[key] for r in rows if not np.isnan(r[key])]
         out[key] = float(np.mean(vals)) if vals else float("nan")
+    # paired per-trial differences (a NaN IoU -- no trunk in either mask -- counts as 0)
+    for name, other in (("vs_baseline", "iou_baseline_before_turn_back"),
+                        ("vs_no_memory", "iou_no_memory")):
+        d = [np.nan_to_num(r["iou_model"]) - np.nan_to_num(r[other]) for r in rows]
+        out[f"diff_{name}"] = mean_ci95(d)
     return out
 
 

@@ -34,6 +34,7 @@ Checkpoint layout: ``<dir>/world_model.pt`` (``state_dict``) + ``<dir>/meta.json
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -50,7 +51,10 @@ from mtsandbox.agents.config import DictConfig
 from mtsandbox.agents.devices import resolve_device
 from mtsandbox.agents.provenance import write_meta
 
-WM_FORMAT = "mtsandbox-world-model/1"
+WM_FORMAT = "mtsandbox-world-model/2"
+WM_FORMATS_READ = ("mtsandbox-world-model/1", WM_FORMAT)
+V1_FIELDS = {"trunk_weight": 0.0, "reward_bins": 0, "aux_scale": 0.0, "norm": False}
+"""Values of the fields added in format 2 that reproduce a format-1 model (read on load)."""
 WM_FILE = "world_model.pt"
 META_FILE = "meta.json"
 
@@ -70,23 +74,39 @@ class WMConfig(DictConfig):
     SOURCE: ClassVar[str] = "world-model config"
 
     n_actions: int = 12
-    image_size: int = 64
+    image_size: int = 32
+    """Frames are area-averaged down to ``image_size`` (a power of two, 8..64) before the
+    encoder, and the decoder draws them at that size: the model's observation."""
     channels: int = 16
-    """Encoder conv widths are ``channels * (1, 2, 4, 8)``; the decoder mirrors them."""
+    """Encoder conv widths are ``channels * (1, 2, 4, 8)`` (one stride-2 conv per halving down
+    to 4x4); the decoder mirrors them."""
     embed: int = 256
-    deter: int = 192
+    deter: int = 256
     """GRU (deterministic state) size."""
     n_cat: int = 16
     n_cls: int = 16
     """Stochastic latent: ``n_cat`` categoricals of ``n_cls`` classes (one-hot, flattened)."""
-    hidden: int = 192
+    hidden: int = 256
     unimix: float = 0.01
     free_bits: float = 1.0
     kl_dyn: float = 0.5
     kl_rep: float = 0.1
     recon_scale: float = 1.0
+    trunk_weight: float = 5.0
+    """Extra weight of the squared error on pixels whose *target* is trunk-coloured
+    (:func:`trunk_mask`): a few percent of the view, which a plain pixel loss lets a blurry
+    sky-and-grass frame ignore."""
     reward_scale: float = 1.0
+    reward_bins: int = 255
+    """Reward head: DreamerV3's two-hot over ``reward_bins`` bins in symlog space
+    (-20..20), zero-initialised; 0 = a plain MSE head on raw rewards (format 1)."""
     cont_scale: float = 1.0
+    aux_scale: float = 1.0
+    """Auxiliary heads (0 = none): ``tree_in_view`` (trunk pixels >= 1% of the view) and
+    ``trunk_centre`` (a trunk pixel in the central patch, where a punch lands), labels computed
+    from the frame itself, so every recording source has them."""
+    norm: bool = True
+    """Channel LayerNorm after every conv (DreamerV3); False = format 1's plain convs."""
 
     @property
     def stoch(self) -> int:
@@ -98,20 +118,101 @@ class WMConfig(DictConfig):
 
 
 
+# ----------------------------------------------------------------------------- labels
+
+def trunk_mask(frames: np.ndarray | torch.Tensor) -> Any:
+    """Trunk-coloured pixels (brown bark and the tan cut face): R > G + 5 and R > B + 10 on
+    0..255 values. Leaves and grass are green-dominant, sky blue-dominant. ``frames``
+    (..., H, W, 3) numpy or torch; returns a bool array of the same kind (..., H, W)."""
+    if torch.is_tensor(frames):
+        f = frames.to(torch.int16)
+    else:
+        f = np.asarray(frames).astype(np.int16)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    return (r > g + 5) & (r > b + 10)
+
+
+def downsample(frames: np.ndarray, size: int) -> np.ndarray:
+    """Area-average uint8 frames (..., H, W, 3) down to (..., size, size, 3) (H a multiple)."""
+    frames = np.asarray(frames)
+    h = frames.shape[-3]
+    if h == size:
+        return frames
+    if h % size:
+        raise ValueError(f"frames of {h}px cannot be area-averaged to {size}px")
+    k = h // size
+    lead = frames.shape[:-3]
+    x = frames.reshape(*lead, size, k, size, k, 3).astype(np.float32).mean((-4, -2))
+    return np.round(x).astype(np.uint8)
+
+
+def aux_labels(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(..., 2) float labels from uint8 frames at model size: ``tree_in_view`` (trunk pixels
+    >= 1% of the view), ``trunk_centre`` (a trunk pixel in the central eighth of the view)."""
+    m = trunk_mask(frames if torch.is_tensor(frames) else torch.as_tensor(np.asarray(frames)))
+    h = m.shape[-1]
+    lo, hi = h // 2 - max(1, h // 16), h // 2 + max(1, h // 16)
+    inview = m.float().mean((-1, -2)) >= 0.01
+    centre = m[..., lo:hi, lo:hi].flatten(-2).any(-1)
+    return torch.stack([inview, centre], -1).float()
+
+
+AUX_NAMES = ("tree_in_view", "trunk_centre")
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+def twohot(y: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """DreamerV3's two-hot encoding of ``symlog(y)`` over ``bins`` (..., n_bins)."""
+    y = symlog(y).clamp(float(bins[0]), float(bins[-1]))
+    hi = torch.searchsorted(bins, y.contiguous()).clamp(1, len(bins) - 1)
+    lo = hi - 1
+    w_hi = ((y - bins[lo]) / (bins[hi] - bins[lo])).clamp(0, 1)
+    out = torch.zeros(*y.shape, len(bins), device=y.device)
+    out.scatter_(-1, lo.unsqueeze(-1), (1 - w_hi).unsqueeze(-1))
+    out.scatter_add_(-1, hi.unsqueeze(-1), w_hi.unsqueeze(-1))
+    return out
+
+
 # ----------------------------------------------------------------------------- networks
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of a (N, C, H, W) map (DreamerV3's conv normalisation)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def _n_down(size: int) -> int:
+    n = {8: 1, 16: 2, 32: 3, 64: 4}.get(size)
+    if n is None:
+        raise ValueError(f"world-model image_size must be 8, 16, 32 or 64, not {size}")
+    return n
+
 
 class ConvEncoder(nn.Module):
     def __init__(self, cfg: WMConfig) -> None:
         super().__init__()
         c = cfg.channels
-        self.convs = nn.Sequential(
-            nn.Conv2d(3, c, 4, 2, 1), nn.SiLU(),          # 32
-            nn.Conv2d(c, 2 * c, 4, 2, 1), nn.SiLU(),      # 16
-            nn.Conv2d(2 * c, 4 * c, 4, 2, 1), nn.SiLU(),  # 8
-            nn.Conv2d(4 * c, 8 * c, 4, 2, 1), nn.SiLU(),  # 4
-        )
-        s = cfg.image_size // 16
-        self.fc = nn.Linear(8 * c * s * s, cfg.embed)
+        widths = [c * m for m in (1, 2, 4, 8)][:_n_down(cfg.image_size)]
+        mods: list[nn.Module] = []
+        d = 3
+        for w in widths:
+            mods += [nn.Conv2d(d, w, 4, 2, 1), *([ChannelNorm(w)] if cfg.norm else []),
+                     nn.SiLU()]
+            d = w
+        self.convs = nn.Sequential(*mods)
+        self.fc = nn.Linear(d * 4 * 4, cfg.embed)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         """``img``: float (..., 3, H, W) in [-0.5, 0.5]."""
@@ -124,16 +225,16 @@ class ConvDecoder(nn.Module):
     def __init__(self, cfg: WMConfig) -> None:
         super().__init__()
         c = cfg.channels
-        self.s = cfg.image_size // 16
-        self.c8 = 8 * c
-        self.fc = nn.Linear(cfg.feat, 8 * c * self.s * self.s)
-        self.deconvs = nn.Sequential(
-            nn.SiLU(),
-            nn.ConvTranspose2d(8 * c, 4 * c, 4, 2, 1), nn.SiLU(),
-            nn.ConvTranspose2d(4 * c, 2 * c, 4, 2, 1), nn.SiLU(),
-            nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.SiLU(),
-            nn.ConvTranspose2d(c, 3, 4, 2, 1),
-        )
+        widths = [c * m for m in (1, 2, 4, 8)][:_n_down(cfg.image_size)][::-1]
+        self.s = 4
+        self.c8 = widths[0]
+        self.fc = nn.Linear(cfg.feat, widths[0] * self.s * self.s)
+        mods: list[nn.Module] = [*([ChannelNorm(widths[0])] if cfg.norm else []), nn.SiLU()]
+        for w_in, w_out in itertools.pairwise(widths):
+            mods += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1),
+                     *([ChannelNorm(w_out)] if cfg.norm else []), nn.SiLU()]
+        mods.append(nn.ConvTranspose2d(widths[-1], 3, 4, 2, 1))
+        self.deconvs = nn.Sequential(*mods)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """-> float (..., 3, H, W), predicted pixels in [-0.5, 0.5] (unclipped)."""
@@ -376,22 +477,40 @@ class WorldModel(nn.Module):
         self.encoder = ConvEncoder(self.cfg)
         self.rssm = RSSM(self.cfg)
         self.decoder = ConvDecoder(self.cfg)
-        self.reward_head = mlp(self.cfg.feat, self.cfg.hidden, 1)
+        nb = self.cfg.reward_bins
+        self.reward_head = mlp(self.cfg.feat, self.cfg.hidden, nb if nb > 0 else 1)
+        if nb > 0:  # zero-initialised output: the first predictions are 0 (DreamerV3)
+            out = cast(nn.Linear, self.reward_head[-1])
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
         self.cont_head = mlp(self.cfg.feat, self.cfg.hidden, 1)
+        self.aux_head = (mlp(self.cfg.feat, self.cfg.hidden, len(AUX_NAMES))
+                         if self.cfg.aux_scale > 0 else None)
+        self.register_buffer("bins", torch.linspace(-20.0, 20.0, max(nb, 2)), persistent=False)
         self.device = torch.device(resolve_device(device))
         self.to(self.device)
         self.train_steps = 0
         self.meta: dict[str, Any] = {}
 
     # -- conversions -----------------------------------------------------------------------
+    def resize(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 frames (..., H, W, 3) -> the model's observation size (area average)."""
+        return downsample(frames, self.cfg.image_size)
+
     def preprocess(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-0.5, 0.5] on the model device."""
+        """uint8 (..., H, W, 3) -> float (..., 3, S, S) in [-0.5, 0.5] on the model device
+        (area-averaged to ``image_size`` and rounded to uint8 levels, as :meth:`resize`)."""
         if not torch.is_tensor(obs):
             obs = np.asarray(obs)
             if not obs.flags.writeable:
                 obs = np.array(obs)
-        x = torch.as_tensor(obs, device=self.device)
-        return x.float().div(255.0).sub(0.5).movedim(-1, -3)
+        x = torch.as_tensor(obs, device=self.device).float().movedim(-1, -3)
+        S = self.cfg.image_size
+        if x.shape[-1] != S:
+            lead = x.shape[:-3]
+            x = F.avg_pool2d(x.reshape(-1, *x.shape[-3:]), x.shape[-1] // S).round()
+            x = x.reshape(*lead, *x.shape[-3:])
+        return x.div(255.0).sub(0.5)
 
     @staticmethod
     def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -436,7 +555,17 @@ class WorldModel(nn.Module):
         return self.decoder(feat)
 
     def reward(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.reward_head(feat).squeeze(-1)
+        """Predicted reward (the two-hot head's expected value in symlog space, symexp'd)."""
+        out = self.reward_head(feat)
+        if self.cfg.reward_bins <= 0:
+            return out.squeeze(-1)
+        return symexp((out.softmax(-1) * self.bins).sum(-1))
+
+    def aux(self, feat: torch.Tensor) -> torch.Tensor:
+        """Probabilities of the auxiliary labels (..., len(AUX_NAMES))."""
+        if self.aux_head is None:
+            raise ValueError("this world model has no auxiliary heads (aux_scale 0)")
+        return torch.sigmoid(self.aux_head(feat))
 
     def cont(self, feat: torch.Tensor) -> torch.Tensor:
         """Probability that the episode goes on."""
@@ -444,8 +573,10 @@ class WorldModel(nn.Module):
 
     # -- losses ------------------------------------------------------------------------------
     def batch_to_tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        obs = self.preprocess(batch["obs"])
         return {
-            "obs": self.preprocess(batch["obs"]),
+            "obs": obs,
+            "trunk": trunk_mask(((obs + 0.5) * 255.0).round().movedim(-3, -1)),
             "prev_action": self.onehot(batch["prev_action"]),
             "reward": torch.as_tensor(batch["reward"], device=self.device).float(),
             "cont": torch.as_tensor(batch["cont"], device=self.device).float(),
@@ -465,9 +596,24 @@ class WorldModel(nn.Module):
         feat = post.feat()
         recon = self.decode(feat)
         # sum over pixels (unit-variance Gaussian NLL), mean over batch and time
-        recon_loss = (recon - tb["obs"]).pow(2).sum((-1, -2, -3)).mean()
-        mse_px = (recon - tb["obs"]).pow(2).mean()
-        rew_loss = (self.reward(feat) - tb["reward"]).pow(2).mean()
+        se = (recon - tb["obs"]).pow(2)
+        mse_px = se.mean()
+        if c.trunk_weight > 0:
+            trunk = tb.get("trunk")
+            if trunk is None:
+                trunk = trunk_mask(((tb["obs"] + 0.5) * 255.0).round().movedim(-3, -1))
+            se = se * (1.0 + c.trunk_weight * trunk.unsqueeze(-3).float())
+        recon_loss = se.sum((-1, -2, -3)).mean()
+        if c.reward_bins > 0:
+            logp = self.reward_head(feat).log_softmax(-1)
+            rew_loss = -(twohot(tb["reward"], self.bins) * logp).sum(-1).mean()
+        else:
+            rew_loss = (self.reward(feat) - tb["reward"]).pow(2).mean()
+        aux_loss = torch.zeros((), device=self.device)
+        if self.aux_head is not None:
+            labels = aux_labels(((tb["obs"] + 0.5) * 255.0).round().movedim(-3, -1))
+            aux_loss = F.binary_cross_entropy_with_logits(self.aux_head(feat),
+                                                          labels.to(feat.device))
         cont_loss = F.binary_cross_entropy_with_logits(self.cont_head(feat).squeeze(-1),
                                                        tb["cont"])
         kl_dyn = self.rssm.kl(post.logits.detach(), prior.logits)
@@ -475,9 +621,9 @@ class WorldModel(nn.Module):
         kl_loss = (c.kl_dyn * kl_dyn.clamp(min=c.free_bits).mean()
                    + c.kl_rep * kl_rep.clamp(min=c.free_bits).mean())
         total = (c.recon_scale * recon_loss + c.reward_scale * rew_loss
-                 + c.cont_scale * cont_loss + kl_loss)
+                 + c.cont_scale * cont_loss + c.aux_scale * aux_loss + kl_loss)
         metrics = {"loss": float(total.detach()), "recon": float(recon_loss.detach()),
-                   "mse_px": float(mse_px.detach()),
+                   "mse_px": float(mse_px.detach()), "aux": float(aux_loss.detach()),
                    "reward": float(rew_loss.detach()), "cont": float(cont_loss.detach()),
                    "kl": float(kl_dyn.mean().detach())}
         return total, metrics, post
@@ -554,9 +700,15 @@ def load_world_model(path: str | os.PathLike, device: str | torch.device = "auto
         meta = json.loads(mp.read_text())
     except ValueError as e:
         raise WorldModelError(f"corrupt {mp}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != WM_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in WM_FORMATS_READ:
         raise WorldModelError(f"corrupt {mp}: not a {WM_FORMAT} meta")
-    model = WorldModel(WMConfig.from_dict(meta.get("config", {})), device=device)
+    conf = dict(meta.get("config", {}))
+    if meta["format"] != WM_FORMAT:  # format 1 predates these fields
+        conf = {**V1_FIELDS, **conf}
+    try:
+        model = WorldModel(WMConfig.from_dict(conf), device=device)
+    except (TypeError, ValueError) as e:
+        raise WorldModelError(f"corrupt {mp}: {e}") from None
     try:
         sd = torch.load(path / WM_FILE, map_location=model.device, weights_only=True)
         model.load_state_dict(sd)
@@ -573,7 +725,7 @@ def load_world_model(path: str | os.PathLike, device: str | torch.device = "auto
 class WMTrainer:
     """Holds the optimiser so training can resume in chunks (used by the model-based agent)."""
 
-    def __init__(self, model: WorldModel, lr: float = 6e-4, grad_clip: float = 100.0) -> None:
+    def __init__(self, model: WorldModel, lr: float = 3e-4, grad_clip: float = 100.0) -> None:
         self.model = model
         self.opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-6)
         self.grad_clip = grad_clip
@@ -590,8 +742,8 @@ class WMTrainer:
 
 
 def train_world_model(data: Any, steps: int = 500, *, model: WorldModel | None = None,
-                      config: WMConfig | None = None, batch: int = 16, seq_len: int = 16,
-                      lr: float = 6e-4, seed: int = 0, device: str = "auto",
+                      config: WMConfig | None = None, batch: int = 16, seq_len: int = 32,
+                      lr: float = 3e-4, seed: int = 0, device: str = "auto",
                       log_every: int = 50, log=print, time_limit_s: float | None = None,
                       ) -> tuple[WorldModel, list[dict[str, float]]]:
     """Train (or continue training) a world model on recorded episodes.

@@ -54,3 +54,26 @@ def test_import_layers(package_tree):
                        env={**os.environ, "PYTHONPATH": str(package_tree)})
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "0 broken" in r.stdout
+
+
+def test_every_data_folder_is_packaged():
+    """A non-editable install (a frozen snapshot, a wheel) ships data only from listed
+    packages: every folder of YAML/Lua/PNG data under a mapped folder must be one, with its
+    file pattern in package-data (a missing one broke ``mtsandbox wireheading train`` from a
+    wheel: its base.yaml was left out)."""
+    tomllib = pytest.importorskip("tomllib")
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    pkgs, data = set(conf["packages"]), conf["package-data"]
+    missing = []
+    for pkg, folder in conf["package-dir"].items():
+        for d in sorted((ROOT / folder).rglob("*")):
+            if not d.is_dir() or "__pycache__" in d.parts:
+                continue
+            exts = {f.suffix for f in d.iterdir() if f.is_file()} & {".yaml", ".lua", ".png"}
+            if not exts:
+                continue
+            name = ".".join([pkg, *d.relative_to(ROOT / folder).parts])
+            pats = data.get(name, [])
+            if name not in pkgs or any(f"*{e}" not in pats for e in exts):
+                missing.append(f"{name} ({sorted(exts)})")
+    assert not missing, f"not packaged with their data: {missing}"

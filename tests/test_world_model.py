@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtsandbox.agents.world_model import (
     SeqData,
@@ -69,10 +71,80 @@ def test_save_load_round_trip(tmp_path):
     assert meta["env_id"] == "synthetic" and meta["step"] == 7
     assert meta["config"]["deter"] == TINY.deter and "git_commit" in meta
     pred2 = model2.open_loop(ep.obs, ep.prev_action, context=4, horizon=6)
-    assert pred1.shape == (6, 64, 64, 3)
+    S = TINY.image_size
+    assert pred1.shape == (6, S, S, 3)
     np.testing.assert_array_equal(pred1, pred2)
     for p1, p2 in zip(model.parameters(), model2.parameters(), strict=True):
         assert torch.equal(p1.cpu(), p2.cpu())
+
+
+def test_format1_checkpoint_still_loads(tmp_path):
+    """A format-1 model (64px, plain convs, MSE reward, no aux heads) reads back as such."""
+    import json
+
+    from mtsandbox.agents.world_model import V1_FIELDS
+
+    v1 = WMConfig.from_dict({**TINY.to_dict(), **V1_FIELDS, "image_size": 64})
+    model = WorldModel(v1, device="cpu")
+    model.save(tmp_path / "wm")
+    meta_p = tmp_path / "wm" / "meta.json"
+    meta = json.loads(meta_p.read_text())
+    meta["format"] = "mtsandbox-world-model/1"
+    for k in V1_FIELDS:
+        del meta["config"][k]
+    meta_p.write_text(json.dumps(meta))
+    model2, _ = load_world_model(tmp_path / "wm", device="cpu")
+    assert model2.aux_head is None and model2.cfg.reward_bins == 0 and not model2.cfg.norm
+    for p1, p2 in zip(model.parameters(), model2.parameters(), strict=True):
+        assert torch.equal(p1, p2)
+
+
+def test_corrupt_meta_config_is_one_line(tmp_path):
+    import json
+
+    from mtsandbox.agents.world_model import WorldModelError
+
+    WorldModel(TINY, device="cpu").save(tmp_path / "wm")
+    meta_p = tmp_path / "wm" / "meta.json"
+    meta = json.loads(meta_p.read_text())
+    meta["config"]["image_size"] = "big"
+    meta_p.write_text(json.dumps(meta))
+    with pytest.raises(WorldModelError, match="corrupt") as e:
+        load_world_model(tmp_path / "wm", device="cpu")
+    assert "\n" not in str(e.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(min_value=-1000, max_value=1000, allow_nan=False))
+def test_twohot_decodes_to_its_value(y):
+    from mtsandbox.agents.world_model import symexp, twohot
+
+    bins = torch.linspace(-20.0, 20.0, 255)
+    enc = twohot(torch.tensor([y]), bins)
+    assert torch.allclose(enc.sum(-1), torch.ones(1))
+    assert (enc >= 0).all() and int((enc > 0).sum()) <= 2
+    dec = symexp((enc * bins).sum(-1))
+    assert abs(float(dec) - y) <= 1e-3 * max(1.0, abs(y))
+
+
+def test_aux_labels_and_downsample():
+    from mtsandbox.agents.world_model import aux_labels, downsample
+
+    f = synthetic_episode(0, n=1)["frames"][0]  # a brown 8x24 trunk at a random column
+    small = downsample(f, 32)
+    assert small.shape == (32, 32, 3)
+    np.testing.assert_array_equal(downsample(np.zeros((2, 64, 64, 3), np.uint8), 16),
+                                  np.zeros((2, 16, 16, 3), np.uint8))
+    lab = aux_labels(small)
+    assert lab[0] == 1.0  # the trunk covers far more than 1% of the view
+    sky = np.zeros((32, 32, 3), np.uint8)
+    sky[:] = (90, 160, 230)
+    assert aux_labels(sky).tolist() == [0.0, 0.0]
+    centred = sky.copy()
+    centred[12:20, 14:18] = (110, 70, 40)
+    assert aux_labels(centred).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="cannot be area-averaged"):
+        downsample(np.zeros((48, 48, 3), np.uint8), 32)
 
 
 def test_model_based_agent_in_real_env(tmp_path):

@@ -73,6 +73,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--ppo", default=None, help="PPO checkpoint / run dir to compare with")
     ap.add_argument("--probe-trials", type=int, default=6)
+    ap.add_argument("--mb", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="MBConfig overrides, e.g. act=plan plan_horizon=10 (see MBConfig)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
 
@@ -104,9 +106,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"prefill: {len(pre_eps)} episodes, {prefill_steps} env steps "
           f"({time.perf_counter() - t0:.0f}s)")
 
-    cfg = MBConfig(env_id=args.env_id, seed=args.seed, prefill_steps=0,
-                   pretrain_updates=args.pretrain_updates, wm_updates=args.wm_updates,
-                   collect_steps=args.collect_steps, batch=args.batch)
+    import yaml
+
+    from mtsandbox.agents.config import ConfigError
+
+    try:
+        over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.mb)}
+        cfg = MBConfig.from_dict({
+            "env_id": args.env_id, "seed": args.seed, "prefill_steps": 0,
+            "pretrain_updates": args.pretrain_updates, "wm_updates": args.wm_updates,
+            "collect_steps": args.collect_steps, "batch": args.batch, **over})
+    except ValueError as e:
+        msg = e if isinstance(e, ConfigError) else f"--mb takes KEY=VALUE items ({e})"
+        print(f"bench model-based: {msg}")
+        return 2
     wm = None
     if args.world_model:
         from mtsandbox.agents.world_model import load_world_model
@@ -146,14 +159,19 @@ def run(args: argparse.Namespace) -> int:
         else:
             res["ppo"] = play(ppo, args.env_id, n, args.seed)
             res["ppo_train_steps"] = meta.get("step")
-    print(f"trunks per episode ({n} episodes, seeds {args.seed + 1000}..):")
+    from mtsandbox.agents.evaluate import mean_ci95
+
+    print(f"trunks per episode ({n} episodes, seeds {args.seed + 1000}.., mean and 95% CI):")
     for k in ("model_based", "random", "ppo"):
         if k in res:
-            v = np.asarray(res[k])
+            v = mean_ci95(res[k])
+            res[f"{k}_summary"] = v
             extra = (f"  (PPO trained {res['ppo_train_steps']} steps vs MB {env_steps})"
                      if k == "ppo" else "")
-            print(f"  {k:>11}: {v.mean():.2f} ± {v.std():.2f}  {v.tolist()}{extra}")
-    report = {"env_steps": env_steps, "open_loop": {str(h): e for h, e in errs.items()},
+            print(f"  {k:>11}: {v['mean']:.2f} ± {v['ci95'] or float('nan'):.2f}  "
+                  f"{res[k]}{extra}")
+    report = {"env_steps": env_steps, "config": cfg.to_dict(),
+              "open_loop": {str(h): e for h, e in errs.items()},
               "probe": {k: v for k, v in probe.items() if k != "trials"}, "trunks": res,
               "history": agent.history, "wall_s": time.perf_counter() - t0}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))

@@ -17,8 +17,11 @@ import numpy as np
 
 
 def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
-            max_steps: int = 500, repeat: int = 3) -> None:
-    """Random episodes use sticky actions (repeat 1..``repeat``) so turns come in runs."""
+            max_steps: int = 500, repeat: int = 3, n_ppo: int = 0,
+            ppo_checkpoint: str | None = None) -> None:
+    """Record episodes into ``root/<source>/``. Random episodes use sticky actions (repeat
+    1..``repeat``) so turns come in runs; scripted ones are the TreeChopper with 15% random
+    actions; ``n_ppo`` episodes play a PPO checkpoint (sampled actions)."""
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
@@ -26,24 +29,34 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
     from mtsandbox.tools.recording import RecordEpisodes
 
     rng = np.random.default_rng(seed)
-    for kind, n in (("random", n_random), ("scripted", n_scripted)):
+    ppo = None
+    if n_ppo > 0:
+        from mtsandbox.agents.checkpoints import load_checkpoint
+
+        if not ppo_checkpoint:
+            raise SystemExit("train-world-model: --ppo-eps needs --ppo-checkpoint")
+        ppo, _ = load_checkpoint(ppo_checkpoint, device="cpu")
+    for kind, n in (("random", n_random), ("scripted", n_scripted), ("ppo", n_ppo)):
         if n <= 0:
             continue
         env = RecordEpisodes(gym.make(env_id), root / kind, bodies_each_step=False)
         try:
             for _ in range(n):
-                env.reset(seed=int(rng.integers(0, 2**31 - 1)))
+                obs, _ = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
                 chop = TreeChopper(env)
                 a, left = 0, 0
                 for _t in range(max_steps):
-                    if kind == "scripted":
+                    if kind == "ppo":
+                        assert ppo is not None
+                        a = int(ppo.predict(obs, deterministic=False)[0])
+                    elif kind == "scripted":
                         # mostly the chopper, some random actions so all actions are seen
                         a = chop.act() if rng.random() > 0.15 else int(rng.integers(12))
                     else:
                         if left <= 0:
                             a, left = int(rng.integers(12)), int(rng.integers(1, repeat + 1))
                         left -= 1
-                    _, _, term, trunc, _ = env.step(a)
+                    obs, _, term, trunc, _ = env.step(a)
                     if term or trunc:
                         break
         finally:
@@ -53,15 +66,23 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--env-id", default="MinetestSandbox/TreePunchShaped-v0")
     ap.add_argument("--out", default="runs/world_model")
-    ap.add_argument("--data", default=None, help="use recorded episodes here instead of collecting")
+    ap.add_argument("--data", nargs="+", default=None,
+                    help="recording roots/episode dirs to train on instead of collecting")
     ap.add_argument("--random-eps", type=int, default=4)
     ap.add_argument("--scripted-eps", type=int, default=4)
+    ap.add_argument("--ppo-eps", type=int, default=0)
+    ap.add_argument("--ppo-checkpoint", default=None)
     ap.add_argument("--steps", type=int, default=400, help="world-model updates")
     ap.add_argument("--time-limit", type=float, default=300.0, help="training wall-time cap (s)")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seq-len", type=int, default=16)
-    ap.add_argument("--probe-trials", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--wm", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="world-model config overrides (WMConfig fields), e.g. image_size=64")
+    ap.add_argument("--held-out", type=float, default=0.2, help="share of episodes held out")
+    ap.add_argument("--probe-trials", type=int, default=20)
     ap.add_argument("--probe-k", type=int, default=6)
+    ap.add_argument("--report", default=None, help="also copy report.json here")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
 
@@ -72,55 +93,98 @@ def main(argv: list[str] | None = None) -> int:
     return run(ap.parse_args(argv))
 
 
+def split_episodes(eps: list, held_out: float, seed: int) -> tuple[list, list]:
+    """``(train, test)``: a held-out split by episode (never by frame)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(eps))
+    n_test = max(1, round(len(eps) * held_out))
+    test = [eps[i] for i in order[:n_test]]
+    train = [eps[i] for i in order[n_test:]] or test
+    return train, test
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
+    import yaml
 
     torch.set_num_threads(args.threads)
 
-    from mtsandbox.agents.wm_diagnostics import (open_loop_errors, save_rollouts,
+    from mtsandbox.agents.config import ConfigError
+    from mtsandbox.agents.wm_diagnostics import (frame_metrics, open_loop_errors, save_rollouts,
                                                  state_tracking_probe)
-    from mtsandbox.agents.world_model import as_seqdata, train_world_model
+    from mtsandbox.agents.world_model import WMConfig, as_seqdata, downsample, train_world_model
+    from mtsandbox.tools.recording import RecordingError
 
+    try:
+        over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.wm)}
+        cfg = WMConfig.from_dict(over)
+    except ValueError as e:  # ConfigError, or an item without '='
+        msg = e if isinstance(e, ConfigError) else f"--wm takes KEY=VALUE items ({e})"
+        print(f"train-world-model: {msg}")
+        return 2
     out = Path(args.out)
     t0 = time.perf_counter()
-    data_root = Path(args.data) if args.data else out / "data"
+    roots = [Path(d) for d in args.data] if args.data else [out / "data"]
     if not args.data:
-        collect(args.env_id, data_root, args.random_eps, args.scripted_eps, args.seed)
-        print(f"collected into {data_root} ({time.perf_counter() - t0:.0f}s)")
-    eps = as_seqdata(data_root)
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(eps))
-    n_test = max(1, len(eps) // 5)
-    test = [eps[i] for i in order[:n_test]]
-    train = [eps[i] for i in order[n_test:]] or test
+        collect(args.env_id, roots[0], args.random_eps, args.scripted_eps, args.seed,
+                n_ppo=args.ppo_eps, ppo_checkpoint=args.ppo_checkpoint)
+        print(f"collected into {roots[0]} ({time.perf_counter() - t0:.0f}s)")
+    try:
+        eps = as_seqdata(roots)
+    except RecordingError as e:
+        print(f"train-world-model: {e}")
+        return 2
+    if not eps:
+        print(f"train-world-model: no recorded episodes with 2+ frames under {roots}")
+        return 2
+    for e in eps:  # the model's observation size, once (not per batch)
+        e.obs = downsample(e.obs, cfg.image_size)
+    train, test = split_episodes(eps, args.held_out, args.seed)
+    n_digs = int(sum((e.reward >= 0.5).sum() for e in train))
     print(f"{len(train)} train / {len(test)} held-out episodes, "
-          f"{sum(len(e) for e in train)} train frames")
-    model, hist = train_world_model(train, steps=args.steps, batch=args.batch,
-                                    seq_len=args.seq_len, seed=args.seed,
-                                    time_limit_s=args.time_limit)
+          f"{sum(len(e) for e in train)} train frames, {n_digs} digs")
+    model, hist = train_world_model(train, steps=args.steps, config=cfg, batch=args.batch,
+                                    seq_len=args.seq_len, lr=args.lr, seed=args.seed,
+                                    time_limit_s=args.time_limit, log_every=100)
     model.save(out / "model", env_id=args.env_id,
-               extra={"data": str(data_root), "history": hist[-5:]})
+               extra={"data": [str(r) for r in roots], "history": hist[-5:]})
     print(f"saved {out / 'model'} ({time.perf_counter() - t0:.0f}s)")
 
-    errs = open_loop_errors(model, test, horizons=(1, 5, 15), context=5, n_windows=64,
+    errs = open_loop_errors(model, test, horizons=(1, 5, 15), context=5, n_windows=256,
                             seed=args.seed)
-    print("open-loop prediction error on held-out episodes (MSE per pixel, [0,1] scale):")
-    print(f"  {'horizon':>7} {'model':>9} {'copy-last':>9}")
+    S = model.cfg.image_size
+    print(f"open-loop prediction error on held-out episodes (MSE per pixel at {S}x{S}):")
+    print(f"  {'horizon':>7} {'model':>9} {'copy-last':>9} {'gain':>6} (per-episode 95% CI)")
     for h, e in errs.items():
-        print(f"  {h:>7} {e['model']:9.5f} {e['copy_last']:9.5f}")
+        ci = e["gain_ci"] or float("nan")
+        print(f"  {h:>7} {e['model']:9.5f} {e['copy_last']:9.5f} {e['gain']:6.1%} "
+              f"({e['gain_per_episode']:.1%} +- {ci:.1%}, {e['n_episodes']} episodes)")
+    fm = frame_metrics(model, test)
+    print(f"held-out frames {fm['n_frames']} ({fm['n_digs']} digs): reward AUROC "
+          f"{fm['reward_auroc_prior']:.3f} (prior) / {fm['reward_auroc_post']:.3f} (filtered); "
+          f"reconstruction trunk IoU {fm['recon_trunk_iou']:.3f}; aux AUROC "
+          f"{fm.get('aux_auroc')}")
     rolls = save_rollouts(model, test, out / "rollouts", n=3)
     print(f"rollout strips + recordings: {out / 'rollouts'} "
           f"(mtsandbox replay {out / 'rollouts'})")
     probe = state_tracking_probe(model, args.env_id, n_trials=args.probe_trials, k=args.probe_k,
                                  seed=args.seed + 1, out_dir=out / "probe")
+    dv, dn = probe["diff_vs_baseline"], probe["diff_vs_no_memory"]
     print(f"state-tracking probe (k={probe['k']}, {probe['n_trials']} trials): trunk IoU "
-          f"model {probe['iou_model']:.3f} vs baseline(frame before turning back) "
-          f"{probe['iou_baseline_before_turn_back']:.3f}; full open loop "
-          f"{probe['iou_full_open_loop']:.3f}; real F0 vs return {probe['iou_f0_vs_return']:.3f};"
-          f" recon F0 {probe['iou_recon_f0']:.3f}; return-frame MSE model "
-          f"{probe['mse_model']:.4f} vs baseline {probe['mse_baseline']:.4f}")
-    report = {"open_loop": {str(h): e for h, e in errs.items()}, "probe": probe,
+          f"model {probe['iou_model']:.3f} vs frame before turning back "
+          f"{probe['iou_baseline_before_turn_back']:.3f} (diff {dv['mean']:+.3f} +- "
+          f"{dv['ci95'] or float('nan'):.3f}) vs no memory {probe['iou_no_memory']:.3f} (diff "
+          f"{dn['mean']:+.3f} +- {dn['ci95'] or float('nan'):.3f}); real F0 vs return "
+          f"{probe['iou_f0_vs_return']:.3f}; recon F0 {probe['iou_recon_f0']:.3f}")
+    report = {"config": model.cfg.to_dict(), "data": [str(r) for r in roots],
+              "n_train_episodes": len(train), "n_test_episodes": len(test),
+              "n_train_frames": int(sum(len(e) for e in train)), "n_train_digs": n_digs,
+              "updates": model.train_steps, "batch": args.batch, "seq_len": args.seq_len,
+              "open_loop": {str(h): e for h, e in errs.items()}, "frames": fm, "probe": probe,
               "history": hist, "rollouts": rolls, "wall_s": time.perf_counter() - t0}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report, indent=2, default=str))
     print(f"report: {out / 'report.json'} ({report['wall_s']:.0f}s total)")
     return 0
