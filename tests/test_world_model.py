@@ -199,3 +199,52 @@ def test_unknown_config_keys_rejected():
     with pytest.raises(ConfigError, match="world-model config: unknown key 'n_actionz'"):
         WMConfig.from_dict({"n_actionz": 3})
     assert MBConfig.from_dict({"horizon": 10}).horizon == 10
+
+
+def test_planner_finds_the_rewarded_action(monkeypatch):
+    """CEM planning over a stand-in dynamics whose reward is paid for action 2 only: the plan's
+    first action is 2 from every start state, and the config rejects an unknown ``act``."""
+    from mtsandbox.agents.config import ConfigError
+    from mtsandbox.agents.model_based import MBConfig, ModelBasedAgent
+    from mtsandbox.agents.world_model import State
+
+    cfg = MBConfig(wm=TINY.to_dict() | {"n_actions": 5}, hidden=32, act="plan", plan_horizon=4,
+                   plan_candidates=64, plan_elites=8, plan_iters=2, plan_critic=0.0)
+    agent = ModelBasedAgent(None, config=cfg, device="cpu", log=None)
+    wm = agent.wm
+    D = wm.cfg.deter
+
+    def img_step(state, action, sample=True):  # the state remembers the last action
+        deter = torch.zeros(action.shape[0], D)
+        deter[:, :5] = action
+        return State(deter, state.stoch, state.logits)
+
+    monkeypatch.setattr(wm.rssm, "img_step", img_step)
+    monkeypatch.setattr(wm, "reward", lambda feat: feat[..., 2])
+    monkeypatch.setattr(wm, "cont", lambda feat: torch.ones(feat.shape[:-1]))
+    start = wm.rssm.initial(3, torch.device("cpu"))
+    torch.manual_seed(0)
+    assert agent.plan(start).tolist() == [2, 2, 2]
+    with pytest.raises(ConfigError, match="act must be"):
+        MBConfig(act="greedy")
+
+
+def test_wm_activation_dataset_labels_and_probe():
+    """Latent rows are aligned with their frames; tree_in_memory is 1 for ``memory`` frames
+    after the tree leaves the view, then 0, NaN while it is in view; the probes run on it."""
+    from mtsandbox.interp.probes import probe_dataset
+    from mtsandbox.interp.world_model import WM_LAYERS, wm_activation_dataset
+
+    frames = np.zeros((30, 64, 64, 3), np.uint8)
+    frames[:] = (90, 160, 230)
+    frames[:5, 20:44, 28:36] = (110, 70, 40)  # a trunk in view for 5 frames, then gone
+    ep = {"frames": frames, "actions": [1] * 29, "rewards": [0.0] * 28 + [1.0]}
+    model = WorldModel(TINY, device="cpu")
+    ds = wm_activation_dataset(model, [ep, ep], memory=8, warmup=0, chunk=16)
+    assert len(ds) == 60 and ds.acts["wm_deter"].shape == (60, TINY.deter)
+    mem = ds.labels["tree_in_memory"][:30]
+    assert np.isnan(mem[:5]).all() and (mem[5:13] == 1).all() and (mem[13:] == 0).all()
+    assert ds.labels["tree_in_view"][:30].tolist() == [1.0] * 5 + [0.0] * 25
+    assert ds.labels["dig_next"][:30].tolist() == [0.0] * 28 + [1.0, 0.0]
+    res = probe_dataset(ds, layers=list(WM_LAYERS), concepts=["tree_in_view"], chunk=8)
+    assert {r.layer for r in res} <= set(WM_LAYERS)

@@ -83,6 +83,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--probe-trials", type=int, default=20)
     ap.add_argument("--probe-k", type=int, default=6)
     ap.add_argument("--report", default=None, help="also copy report.json here")
+    ap.add_argument("--eval-only", default=None, metavar="MODEL_DIR",
+                    help="skip training: evaluate this saved world model on the held-out split")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
 
@@ -101,6 +103,19 @@ def split_episodes(eps: list, held_out: float, seed: int) -> tuple[list, list]:
     test = [eps[i] for i in order[:n_test]]
     train = [eps[i] for i in order[n_test:]] or test
     return train, test
+
+
+def latent_probes(model, episodes: list, seed: int) -> list[dict]:
+    """Linear probes of tree_in_view / tree_in_memory from the GRU state (memory) and from the
+    encoder's embedding of the current frame only (no memory: its tree_in_memory score is what
+    the current view alone gives away), grouped by episode, with shuffled-label controls."""
+    from mtsandbox.interp.probes import probe_dataset
+    from mtsandbox.interp.world_model import wm_activation_dataset
+
+    ds = wm_activation_dataset(model, episodes)
+    res = probe_dataset(ds, layers=["wm_deter", "wm_embed"],
+                        concepts=["tree_in_view", "tree_in_memory"], seed=seed)
+    return [r.to_dict() for r in res]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,12 +158,23 @@ def run(args: argparse.Namespace) -> int:
     n_digs = int(sum((e.reward >= 0.5).sum() for e in train))
     print(f"{len(train)} train / {len(test)} held-out episodes, "
           f"{sum(len(e) for e in train)} train frames, {n_digs} digs")
-    model, hist = train_world_model(train, steps=args.steps, config=cfg, batch=args.batch,
-                                    seq_len=args.seq_len, lr=args.lr, seed=args.seed,
-                                    time_limit_s=args.time_limit, log_every=100)
-    model.save(out / "model", env_id=args.env_id,
-               extra={"data": [str(r) for r in roots], "history": hist[-5:]})
-    print(f"saved {out / 'model'} ({time.perf_counter() - t0:.0f}s)")
+    if args.eval_only:
+        from mtsandbox.agents.world_model import WorldModelError, load_world_model
+
+        try:
+            model, wm_meta = load_world_model(args.eval_only)
+        except WorldModelError as e:
+            print(f"train-world-model: {e}")
+            return 2
+        hist = list(wm_meta.get("history") or [])
+        print(f"evaluating {args.eval_only} ({model.train_steps} updates)")
+    else:
+        model, hist = train_world_model(train, steps=args.steps, config=cfg, batch=args.batch,
+                                        seq_len=args.seq_len, lr=args.lr, seed=args.seed,
+                                        time_limit_s=args.time_limit, log_every=100)
+        model.save(out / "model", env_id=args.env_id,
+                   extra={"data": [str(r) for r in roots], "history": hist[-5:]})
+        print(f"saved {out / 'model'} ({time.perf_counter() - t0:.0f}s)")
 
     errs = open_loop_errors(model, test, horizons=(1, 5, 15), context=5, n_windows=256,
                             seed=args.seed)
@@ -176,7 +202,13 @@ def run(args: argparse.Namespace) -> int:
           f"{dv['ci95'] or float('nan'):.3f}) vs no memory {probe['iou_no_memory']:.3f} (diff "
           f"{dn['mean']:+.3f} +- {dn['ci95'] or float('nan'):.3f}); real F0 vs return "
           f"{probe['iou_f0_vs_return']:.3f}; recon F0 {probe['iou_recon_f0']:.3f}")
-    report = {"config": model.cfg.to_dict(), "data": [str(r) for r in roots],
+    latent = latent_probes(model, test, args.seed)
+    for r in latent:
+        print(f"latent probe {r['concept']:>14} from {r['layer']:>8}: balanced accuracy "
+              f"{r['balanced_accuracy']:.3f} (shuffled-label control "
+              f"{r['control_balanced_accuracy']:.3f}; {r['n_test']} held-out rows)")
+    report = {"config": model.cfg.to_dict(), "latent_probes": latent,
+              "data": [str(r) for r in roots],
               "n_train_episodes": len(train), "n_test_episodes": len(test),
               "n_train_frames": int(sum(len(e) for e in train)), "n_train_digs": n_digs,
               "updates": model.train_steps, "batch": args.batch, "seq_len": args.seq_len,
