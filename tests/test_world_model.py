@@ -248,3 +248,27 @@ def test_wm_activation_dataset_labels_and_probe():
     assert ds.labels["dig_next"][:30].tolist() == [0.0] * 28 + [1.0, 0.0]
     res = probe_dataset(ds, layers=list(WM_LAYERS), concepts=["tree_in_view"], chunk=8)
     assert {r.layer for r in res} <= set(WM_LAYERS)
+
+
+def test_world_model_data_from_recordings_and_corrupt_one(tmp_path, capsys):
+    """Recordings in the sandbox's format feed the world model (frames, actions, rewards
+    aligned as SeqData); a corrupt recording stops train-world-model with one clear line."""
+    from mtsandbox.agents.world_model import as_seqdata
+    from mtsandbox.cli.train_world_model import main
+    from mtsandbox.tools.recording import EpisodeWriter
+
+    d = synthetic_episode(1, n=6)
+    w = EpisodeWriter(tmp_path / "rec" / "ep_000000", {"env_id": "synthetic"})
+    w.add_frame(d["frames"][0])
+    for t, (a, r) in enumerate(zip(d["actions"], d["rewards"], strict=True)):
+        w.add_step({"t": t, "action": a, "reward": r, "terminated": False,
+                    "truncated": False, "events": []}, d["frames"][t + 1])
+    w.close("truncated")
+    (ep,) = as_seqdata(tmp_path / "rec")
+    assert len(ep) == 7 and ep.prev_action.tolist() == [-1, *d["actions"]]
+    np.testing.assert_allclose(ep.reward[1:], d["rewards"])
+    (tmp_path / "rec" / "ep_000000" / "steps.jsonl").write_text("{not json\n")
+    rc = main(["--data", str(tmp_path / "rec"), "--out", str(tmp_path / "out"), "--steps", "1"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 2 and len(out) == 1 and out[0].startswith("train-world-model: ")
+    assert "steps.jsonl" in out[0]
