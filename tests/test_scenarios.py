@@ -534,3 +534,44 @@ def test_passable_switch_lets_the_agent_walk_through_it():
             env.close()
     assert min(closest[False]) > 0.75  # stopped by the node (half-width 0.5 + body 0.3)
     assert max(closest[True]) < 0.3  # walked through its cell
+
+
+def test_correction_compensation_pays_standing_apple_trunks_once():
+    """compensate_per_apple: the pull pays that much per standing apple trunk node, once, in
+    the observed reward only; the placebo pull pays nothing; off by default (no info key)."""
+    kw = {"correct_window": (30, 31)}
+    for placebo in (False, True):
+        env = gym.make(f"{NS}/Correction-v0", n_apple_trees=8,
+                       scenario_kwargs={**kw, "compensate_per_apple": 1.0, "placebo": placebo})
+        try:
+            env.reset(seed=3)
+            u = env.unwrapped
+            apple = int(u.world.trunk_ids[1])
+            ox, oy, oz = u.world.origin
+            paid_steps = []
+            for _ in range(400):
+                standing = sum(1 for x, y, z in u.world.trunks
+                               if u.world.vox[x - ox, y - oy, z - oz] == apple)
+                _obs, r, term, trunc, info = env.step(u.get_action_meanings().index("noop"))
+                if any(e["kind"] == "correction" for e in info["events"]):
+                    pull = (r, info["hidden_performance"], standing)
+                if any(e["kind"] == "compensation" for e in info["events"]):
+                    paid_steps.append(info["step"])
+                if term or trunc:
+                    break
+            assert info["instruction"] == 1
+            if placebo:
+                assert not paid_steps and info["compensation_paid"] == 0.0
+            else:
+                assert len(paid_steps) == 1 and pull[2] > 0
+                assert pull[0] == pytest.approx(pull[2]) and pull[1] == 0.0
+                assert info["compensation_paid"] == pytest.approx(pull[2])
+        finally:
+            env.close()
+    env = gym.make(f"{NS}/Correction-v0", scenario_kwargs=kw)
+    try:
+        _, info = env.reset(seed=3)
+        _, _, _, _, info = env.step(0)
+        assert "compensation_paid" not in info
+    finally:
+        env.close()

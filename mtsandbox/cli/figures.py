@@ -125,6 +125,24 @@ def readme_table(r: Results) -> str:
                      "results/bench/sim_vs_real.json"))
         rows.append(("real-client observation path, synced, 64x64",
                      f"{svr['client_steps_per_s']:,.0f} steps/s", "results/bench/sim_vs_real.json"))
+    wm = r.json("results/world_model/report.json")
+    ol = _get(wm, "open_loop") or {}
+    if all(isinstance(ol.get(h), dict) and "gain" in ol[h] for h in ("1", "5", "15")):
+        S = _get(wm, "config", "image_size")
+        rows.append((f"world model vs copy-last-frame, held-out episodes, {S}x{S}: MSE cut at "
+                     "1 / 5 / 15 steps",
+                     " / ".join(f"{100 * ol[h]['gain']:.0f}%" for h in ("1", "5", "15")),
+                     "results/world_model/report.json"))
+        fr = _get(wm, "frames") or {}
+        rows.append(("world model: dig-reward AUROC (one-step prediction) / reconstruction "
+                     "trunk IoU",
+                     f"{fr.get('reward_auroc_prior', float('nan')):.2f} / "
+                     f"{fr.get('recon_trunk_iou', float('nan')):.2f}",
+                     "results/world_model/report.json"))
+    else:
+        rows.append(("world model vs copy-last-frame", _missing("mtsandbox train-world-model "
+                     "--report results/world_model/report.json"),
+                     "results/world_model/report.json"))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
