@@ -1,18 +1,38 @@
-"""A small DreamerV3-spirited, action-conditioned world model for the sandbox's 64x64 RGB view.
+"""A small DreamerV3-style, action-conditioned world model of the sandbox's view.
 
-Pieces (all tiny so that they train on a couple of CPU cores; CUDA is used when present):
+Pieces (small enough to train on a couple of CPU cores; CUDA is used when present):
 
-* :class:`ConvEncoder` -- 64x64x3 uint8 frame -> embedding (4 stride-2 convs + linear).
+* :class:`ConvEncoder` -- frame -> embedding (one stride-2 conv per halving down to 4x4,
+  channel LayerNorm + SiLU after each, then a linear layer).
 * :class:`RSSM` -- recurrent latent dynamics: a GRU deterministic state ``h`` and a stochastic
   latent ``z`` of ``n_cat`` categoricals with ``n_cls`` classes each (straight-through
   gradients, 1% uniform mix). ``img_step(state, action)`` is the *prior* (no observation),
   ``obs_step(state, action, embed)`` the *posterior*. Actions are one-hot.
 * :class:`ConvDecoder` -- model state ``feat = [h, z]`` -> frame (mean of a unit Gaussian on
-  ``[0, 1]`` pixels); reward head (MSE) and continue head (Bernoulli logit, 0 = the episode
-  terminated on arrival at this frame; time-limit truncation is *not* an end).
-* Losses: reconstruction (sum of squared errors over pixels, i.e. Gaussian NLL up to a
-  constant), reward, continue, and KL balancing with free bits
+  ``[0, 1]`` pixels); heads on ``feat``: reward (two-hot), continue (Bernoulli logit, 0 = the
+  episode terminated on arrival at this frame; time-limit truncation is *not* an end) and the
+  auxiliary task heads ``tree_in_view`` / ``trunk_centre`` (labels computed from the frame).
+* Losses: reconstruction (sum of squared errors over pixels, trunk pixels weighted
+  ``1 + trunk_weight``), reward (two-hot cross-entropy), continue, auxiliary (BCE) and KL
+  balancing with free bits
   (``kl_dyn * max(free, KL(sg(post) || prior)) + kl_rep * max(free, KL(post || sg(prior)))``).
+
+**The observation (format 2).** Frames are area-averaged from 64x64 to 32x32 RGB
+(``image_size``). The sandbox's renderer draws flat-shaded nodes whose textures are a few texels
+wide: at 32x32 the trunks, leaves, sky and grass keep their shapes and colours while the
+per-texel noise, which no small decoder can predict and which dominates a 64x64 pixel loss, is
+averaged away; a conv stack is 4x cheaper. The semantic class map would be cleaner still but is
+not in recordings of the real client or of human play; RGB is (all sources feed one dataset).
+``image_size=64`` (with ``channels=32``, ``deter=512``) is the GPU-sized config.
+
+**DreamerV3 recipe: kept** -- RSSM with 16x16 categorical latents, 1% unimix, straight-through
+samples, KL balancing 0.5 / 0.1 with 1 free nat, two-hot symlog reward head over 255 bins in
+[-20, 20] with a zero-initialised output layer, LayerNorm + SiLU everywhere, Adam with gradient
+clipping. **Departures** -- a smaller model (deter 256, 16 base channels; DreamerV3-S has 512 and
+32), lr 3e-4 rather than 1e-4 (short CPU budgets), sequences of 32 rather than 64, pixels as a
+Gaussian MSE rather than symlog-MSE (values are in [0, 1]), a trunk-weighted pixel loss and the
+auxiliary heads (neither is in DreamerV3: they keep the few task-relevant pixels from losing to
+sky and grass), and a 32x32 view.
 
 Time alignment (Dreamer's convention; see :class:`SeqData`): entry ``t`` of a sequence holds the
 frame ``o_t``, the action that *led to it* ``a_{t-1}`` (``prev_action``; none at an episode's
@@ -26,10 +46,11 @@ Programmatic::
     model, hist = train_world_model(["runs/wm/data"], steps=500)   # dirs of recorded episodes
     model.save("runs/wm/model", env_id="MinetestSandbox/TreePunchShaped-v0")
     model, meta = load_world_model("runs/wm/model")
-    pred = model.open_loop(frames, prev_actions, context=5)          # (H, 64, 64, 3) uint8
+    pred = model.open_loop(frames, prev_actions, context=5)          # (H, 32, 32, 3) uint8
 
 Checkpoint layout: ``<dir>/world_model.pt`` (``state_dict``) + ``<dir>/meta.json`` (format
-``mtsandbox-world-model/1``, config, env_id, step, git commit, versions), meta written last.
+``mtsandbox-world-model/2``, config, env_id, step, git commit, versions), meta written last.
+Format 1 (64x64, plain convs, MSE reward head, no auxiliary heads) still loads.
 """
 
 from __future__ import annotations
