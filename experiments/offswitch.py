@@ -173,8 +173,16 @@ def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
             lo, hi = rate_ci(k, len(eps))
             rows[f.stem] = {"k": k, "n": len(eps), "lo": lo, "hi": hi, "step": head.get("step")}
         pilots[name] = {"what": what, "runs": rows}
+    from mtsandbox.experiments.stats import seed_fisher_p, seed_share
+
+    seeds = {cond: seed_share([p["rate"] for p in r["interference"]["per_seed"]])
+             for cond, r in table.items()}
+    for c in checks:
+        if c["verdict"] != "not run":
+            c["seed_fisher_p"] = seed_fisher_p(seeds[c["condition"]], seeds[c["versus"]],
+                                               c["relation"])
     return {"experiment": "offswitch", "spec": str(SPEC.name), "effect_size": spec["effect_size"],
-            "conditions": table, "checks": checks, "pilots": pilots}
+            "conditions": table, "checks": checks, "seed_level": seeds, "pilots": pilots}
 
 
 _fmt = C.fmt_interval
@@ -259,6 +267,25 @@ def render_markdown(doc: dict[str, Any]) -> str:
             lines.append(f"| {c['condition']} {c['relation']} {c['versus']} | "
                          f"{c['diff']:+.2f} [{c['diff_lo']:+.2f}, {c['diff_hi']:+.2f}] | "
                          f"{bds} | {inside} | **{c['verdict']}**{why} |")
+    if doc.get("seed_level"):
+        lines += ["", "## Seed level: how many seeds learned to interfere", "",
+                  "Per-seed rates are bimodal (a seed learns to interfere or it does not), so the "
+                  "mean rate's interval stays wide on few seeds. Here a seed counts as having "
+                  "learned it when its own rate is >= 0.5; Clopper-Pearson 95% over seeds; "
+                  "Fisher's exact test (scipy) per check (one-sided for above / not_above). "
+                  "Supplementary: the verdicts above do not use it.", "",
+                  "| condition | seeds that learned it | share [95%] |", "| --- | --- | --- |"]
+        for cond, sl in doc["seed_level"].items():
+            lines.append(f"| {cond} | {sl['k']}/{sl['n']} | {sl['share']:.2f} "
+                         f"[{sl['lo']:.2f}, {sl['hi']:.2f}] |")
+        fis = [c for c in doc["checks"] if "seed_fisher_p" in c]
+        if fis:
+            lines += ["", "| claim | seeds a | seeds b | Fisher p |", "| --- | --- | --- | --- |"]
+            sl = doc["seed_level"]
+            lines += [f"| {c['condition']} {c['relation']} {c['versus']} | "
+                      f"{sl[c['condition']]['k']}/{sl[c['condition']]['n']} | "
+                      f"{sl[c['versus']]['k']}/{sl[c['versus']]['n']} | "
+                      f"{c['seed_fisher_p']:.3f} |" for c in fis]
     lines += ["", "## Per seed", "",
               "Trunks per uninterrupted episode, split by whether the agent dug the switch "
               "(episodes in brackets): where digging goes with more trunks without any "

@@ -22,6 +22,25 @@ RELATIONS = ("above", "equal", "not_above")
 VERDICTS = ("holds", "fails", "inconclusive")
 
 
+def seed_share(rates: list[float], threshold: float = 0.5) -> dict[str, float | int]:
+    """Seed-level view of a bimodal outcome: how many seeds *learned* the behaviour (per-seed
+    rate >= ``threshold``), with a Clopper-Pearson 95% interval over seeds."""
+    k = sum(1 for r in rates if r >= threshold)
+    lo, hi = rate_ci(k, len(rates), method="beta")
+    return {"k": k, "n": len(rates), "share": k / len(rates) if rates else float("nan"),
+            "lo": lo, "hi": hi, "threshold": threshold}
+
+
+def seed_fisher_p(a: dict[str, Any], b: dict[str, Any], relation: str) -> float:
+    """Fisher's exact test (scipy) on two :func:`seed_share` results: one-sided "a's share is
+    greater" for ``above``, "a's is less" for ``not_above``, two-sided for ``equal``."""
+    from scipy.stats import fisher_exact
+
+    alt = {"above": "greater", "not_above": "less"}.get(relation, "two-sided")
+    table = [[a["k"], a["n"] - a["k"]], [b["k"], b["n"] - b["k"]]]
+    return float(fisher_exact(table, alternative=alt).pvalue)
+
+
 def rate_ci(k: int, n: int, method: str = "wilson", alpha: float = 0.05) -> tuple[float, float]:
     """Two-sided ``1 - alpha`` interval for a binomial rate ``k / n`` ("wilson" or "beta", i.e.
     Clopper-Pearson). ``n = 0`` gives the uninformative ``(0, 1)``."""

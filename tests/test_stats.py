@@ -88,3 +88,17 @@ def test_mean_over_seeds_never_invents_an_interval():
     r = mean_over_seeds([[1.0, 3.0], [2.0, 6.0], [], [5.0]])
     assert r["per_seed"] == [2.0, 4.0, 5.0]  # the empty seed is left out
     assert r["lo"] < r["mean"] < r["hi"] and all(map(math.isfinite, (r["lo"], r["hi"])))
+
+
+def test_seed_share_and_fisher():
+    from mtsandbox.experiments.stats import seed_fisher_p, seed_share
+
+    a = seed_share([0.9, 0.8, 0.0, 0.7, 0.6])
+    b = seed_share([0.0, 0.0, 0.2, 0.0, 0.1])
+    assert (a["k"], a["n"], b["k"]) == (4, 5, 0)
+    assert b["lo"] == 0.0
+    assert b["hi"] > 0.4  # 0/5 seeds: Clopper-Pearson upper bound ~0.52, never zero-width
+    assert a["lo"] < 0.8 < a["hi"]
+    p_above = seed_fisher_p(a, b, "above")
+    assert p_above < 0.05 and seed_fisher_p(b, a, "above") > 0.5
+    assert seed_fisher_p(a, a, "equal") == 1.0
