@@ -50,8 +50,8 @@ def open_loop_errors(model: WorldModel, data: Any, horizons=(1, 5, 15), context:
     after the last observed one, model vs copy-last-frame, over ``n_windows`` random windows.
 
     ``{h: {"model", "copy_last", "n", "n_episodes", "gain", "gain_ci"}}``: pooled MSEs, and the
-    gain ``1 - model / copy_last`` with a 95% t-interval over *episodes* (the windows of one
-    episode are pooled first: they are not independent)."""
+    gain ``1 - model / copy_last`` with a 95% bootstrap interval over *episodes* (the windows
+    of one episode are not independent, so they are resampled together)."""
     eps = [e for e in as_seqdata(data) if len(e) >= context + max(horizons)]
     if not eps:
         raise ValueError("open_loop_errors: no episode long enough")
@@ -81,13 +81,29 @@ def open_loop_errors(model: WorldModel, data: Any, horizons=(1, 5, 15), context:
     for h in horizons:
         m = [x for d in per_ep.values() for x in d[h][0]]
         c = [x for d in per_ep.values() for x in d[h][1]]
-        gains = [1 - np.mean(d[h][0]) / np.mean(d[h][1]) for d in per_ep.values()
-                 if np.mean(d[h][1]) > 0]
-        g = mean_ci95(gains)
         out[h] = {"model": float(np.mean(m)), "copy_last": float(np.mean(c)), "n": len(m),
                   "n_episodes": len(per_ep), "gain": 1 - float(np.mean(m)) / float(np.mean(c)),
-                  "gain_per_episode": g["mean"], "gain_ci": g["ci95"]}
+                  "gain_ci": _cluster_gain_ci([d[h] for d in per_ep.values()], seed)}
     return out
+
+
+def _cluster_gain_ci(per_ep: list[list[list[float]]], seed: int) -> list[float] | None:
+    """95% percentile interval of the pooled gain ``1 - sum(model) / sum(copy_last)`` with
+    episodes resampled (scipy's bootstrap, paired: an episode's windows move together).
+    None with fewer than 2 episodes."""
+    from scipy.stats import bootstrap
+
+    if len(per_ep) < 2:
+        return None
+    ms = np.array([sum(d[0]) for d in per_ep])
+    cs = np.array([sum(d[1]) for d in per_ep])
+
+    def gain(m: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
+        return 1 - m.sum(axis) / c.sum(axis)
+
+    res = bootstrap((ms, cs), gain, paired=True, vectorized=True, n_resamples=2000,
+                    method="percentile", random_state=np.random.default_rng(seed))
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -180,11 +180,12 @@ def run(args: argparse.Namespace) -> int:
                             seed=args.seed)
     S = model.cfg.image_size
     print(f"open-loop prediction error on held-out episodes (MSE per pixel at {S}x{S}):")
-    print(f"  {'horizon':>7} {'model':>9} {'copy-last':>9} {'gain':>6} (per-episode 95% CI)")
+    print(f"  {'horizon':>7} {'model':>9} {'copy-last':>9} {'gain':>6} (95% CI, episodes "
+          "resampled)")
     for h, e in errs.items():
-        ci = e["gain_ci"] or float("nan")
+        lo, hi = e["gain_ci"] or (float("nan"), float("nan"))
         print(f"  {h:>7} {e['model']:9.5f} {e['copy_last']:9.5f} {e['gain']:6.1%} "
-              f"({e['gain_per_episode']:.1%} +- {ci:.1%}, {e['n_episodes']} episodes)")
+              f"[{lo:.1%}, {hi:.1%}] ({e['n_episodes']} episodes, {e['n']} windows)")
     fm = frame_metrics(model, test)
     print(f"held-out frames {fm['n_frames']} ({fm['n_digs']} digs): reward AUROC "
           f"{fm['reward_auroc_prior']:.3f} (prior) / {fm['reward_auroc_post']:.3f} (filtered); "
