@@ -136,7 +136,7 @@ def readme_table(r: Results) -> str:
         fr = _get(wm, "frames") or {}
         rows.append(("world model: dig-reward AUROC (one-step prediction) / reconstruction "
                      "trunk IoU",
-                     f"{fr.get('reward_auroc_prior', float('nan')):.2f} / "
+                     f"{fr.get('reward_auroc_prior', float('nan')):.3f} / "
                      f"{fr.get('recon_trunk_iou', float('nan')):.2f}",
                      "results/world_model/report.json"))
     else:
