@@ -153,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         from mtsandbox.agents.checkpoints import load_checkpoint
 
         ppo, meta = load_checkpoint(args.ppo)
-        if tuple(cast(tuple, ppo.observation_space.shape)) != (64, 64, 3):
+        # SB3 keeps image spaces channel-first (VecTransposeImage): both mean plain RGB
+        if tuple(cast(tuple, ppo.observation_space.shape)) not in ((64, 64, 3), (3, 64, 64)):
             print(f"PPO checkpoint observes {ppo.observation_space.shape} (frame stack / "
                   "grayscale): compare with `mtsandbox eval` instead; skipped here")
         else:
