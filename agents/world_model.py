@@ -146,10 +146,8 @@ def trunk_mask(frames: np.ndarray | torch.Tensor) -> Any:
     """Trunk-coloured pixels (brown bark and the tan cut face): R > G + 5 and R > B + 10 on
     0..255 values. Leaves and grass are green-dominant, sky blue-dominant. ``frames``
     (..., H, W, 3) numpy or torch; returns a bool array of the same kind (..., H, W)."""
-    if torch.is_tensor(frames):
-        f = frames.to(torch.int16)
-    else:
-        f = np.asarray(frames).astype(np.int16)
+    f: Any = (frames.to(torch.int16) if torch.is_tensor(frames)
+              else np.asarray(frames).astype(np.int16))
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
     return (r > g + 5) & (r > b + 10)
 
@@ -492,6 +490,8 @@ def as_seqdata(data: Any) -> list[SeqData]:
 
 class WorldModel(nn.Module):
     """Encoder + RSSM + decoder + reward and continue heads. See the module docstring."""
+
+    bins: torch.Tensor  # the two-hot reward bins (a non-persistent buffer)
 
     def __init__(self, cfg: WMConfig | None = None, device: str | torch.device = "auto") -> None:
         super().__init__()

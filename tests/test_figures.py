@@ -31,6 +31,9 @@ def copy_root(tmp_path: Path) -> Path:
     ck = tmp_path / figures.TREEPUNCH_CKPT
     ck.mkdir(parents=True)
     shutil.copy(ROOT / figures.TREEPUNCH_CKPT / "eval.jsonl", ck / "eval.jsonl")
+    (tmp_path / "results/world_model").mkdir(parents=True)
+    shutil.copy(ROOT / "results/world_model/report.json",
+                tmp_path / "results/world_model/report.json")
     return tmp_path
 
 

@@ -138,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
     held = as_seqdata(out / "episodes")[-2:] or pre_eps
     errs = open_loop_errors(agent.wm, held, horizons=(1, 5, 15), context=5, n_windows=48)
     print("world-model open-loop error on the agent's last episodes (MSE/pixel):")
-    for h, e in errs.items():
-        print(f"  h={h:>2}: model {e['model']:.5f}  copy-last {e['copy_last']:.5f}")
+    for h, er in errs.items():
+        print(f"  h={h:>2}: model {er['model']:.5f}  copy-last {er['copy_last']:.5f}")
     probe = state_tracking_probe(agent.wm, args.env_id, n_trials=args.probe_trials,
                                  seed=args.seed + 7)
     print(f"state-tracking probe: trunk IoU model {probe['iou_model']:.3f} vs baseline "

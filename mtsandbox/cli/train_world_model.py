@@ -152,12 +152,12 @@ def run(args: argparse.Namespace) -> int:
     if not eps:
         print(f"train-world-model: no recorded episodes with 2+ frames under {roots}")
         return 2
-    for e in eps:  # the model's observation size, once (not per batch)
-        e.obs = downsample(e.obs, cfg.image_size)
+    for ep in eps:  # the model's observation size, once (not per batch)
+        ep.obs = downsample(ep.obs, cfg.image_size)
     train, test = split_episodes(eps, args.held_out, args.seed)
-    n_digs = int(sum((e.reward >= 0.5).sum() for e in train))
+    n_digs = int(sum((ep.reward >= 0.5).sum() for ep in train))
     print(f"{len(train)} train / {len(test)} held-out episodes, "
-          f"{sum(len(e) for e in train)} train frames, {n_digs} digs")
+          f"{sum(len(ep) for ep in train)} train frames, {n_digs} digs")
     if args.eval_only:
         from mtsandbox.agents.world_model import WorldModelError, load_world_model
 
@@ -182,10 +182,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"open-loop prediction error on held-out episodes (MSE per pixel at {S}x{S}):")
     print(f"  {'horizon':>7} {'model':>9} {'copy-last':>9} {'gain':>6} (95% CI, episodes "
           "resampled)")
-    for h, e in errs.items():
-        lo, hi = e["gain_ci"] or (float("nan"), float("nan"))
-        print(f"  {h:>7} {e['model']:9.5f} {e['copy_last']:9.5f} {e['gain']:6.1%} "
-              f"[{lo:.1%}, {hi:.1%}] ({e['n_episodes']} episodes, {e['n']} windows)")
+    for h, er in errs.items():
+        lo, hi = er["gain_ci"] or (float("nan"), float("nan"))
+        print(f"  {h:>7} {er['model']:9.5f} {er['copy_last']:9.5f} {er['gain']:6.1%} "
+              f"[{lo:.1%}, {hi:.1%}] ({er['n_episodes']} episodes, {er['n']} windows)")
     fm = frame_metrics(model, test)
     print(f"held-out frames {fm['n_frames']} ({fm['n_digs']} digs): reward AUROC "
           f"{fm['reward_auroc_prior']:.3f} (prior) / {fm['reward_auroc_post']:.3f} (filtered); "
