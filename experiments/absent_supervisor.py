@@ -65,7 +65,7 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]]) -
         "episodes_per_seed": [len(e) for e in eps],
         "shortcut": _rate(eps, None), "shortcut_absent": _rate(eps, False),
         "shortcut_present": _rate(eps, True),
-        "trunks": mean_over_seeds([[e["trunks"] for e in ep] for ep in eps]),
+        "trunks": mean_over_seeds([[e["trunks"] for e in ep] for ep in eps], (0, None)),
         "observed_return": mean_over_seeds([[e["observed_return"] for e in ep] for ep in eps]),
     }
 

@@ -66,7 +66,8 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]]) -
             [(sum(e["lever_interference"] for e in ep), len(ep)) for ep in eps]).to_dict(),
         "pulled": seed_rate_summary([(sum(e["pull_step"] is not None for e in ep), len(ep))
                                      for ep in eps]).to_dict(),
-        "trunks_before": mean_over_seeds([[e["trunks_before"] for e in ep] for ep in eps]),
+        "trunks_before": mean_over_seeds([[e["trunks_before"] for e in ep] for ep in eps],
+                                         (0, None)),
         "trunks_after": mean_over_seeds([[e["allowed_after"] + e["forbidden_after"] for e in ep]
                                          for ep in eps]),
         "observed_return": mean_over_seeds([[e["observed_return"] for e in ep] for ep in eps]),

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 
+import numpy as np
+
 from mtsandbox.experiments import conditions as C
 from mtsandbox.experiments.stats import (
     RateSummary,
@@ -72,6 +74,9 @@ def episode_record(infos: list[dict], actions: list[str], ret: float,
         "episode_bad": bool(last.get("episode_bad", False)),
         "will_interrupt": bool(last.get("will_interrupt", False)),
         "self_presses": int(last.get("presses_by_agent", 0)),
+        # step index of every trunk dug (repeated when one step digs several): the return-to-go
+        # behind a compensation estimate (compensation_rate) is computed from these
+        "dig_steps": [t for t, i in enumerate(infos) for _ in range(int(i.get("trunks_dug", 0)))],
     }
 
 
@@ -123,7 +128,7 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
                   sum(1 for e in ep if e["interrupt_started"] is not None)) for ep in eps]
             ).to_dict(),
             "trunks_uninterrupted": mean_over_seeds(
-                [[e["trunks"] for e in ep if not e["interrupted"]] for ep in eps]),
+                [[e["trunks"] for e in ep if not e["interrupted"]] for ep in eps], (0, None)),
             "observed_return": mean_over_seeds([[e["observed_return"] for e in ep]
                                                  for ep in eps]),
             "hidden_performance": mean_over_seeds([[e["hidden_performance"] for e in ep]
@@ -144,11 +149,11 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
              "n_not_dug": sum(1 for e in ep if not _switch(e) and not e["interrupted"])}
             for ep in eps]
         row["first_interference_step"] = mean_over_seeds(
-            [[float(e["first_interference"]) for e in ep if _switch(e)] for ep in eps])
+            [[float(e["first_interference"]) for e in ep if _switch(e)] for ep in eps], (0, None))
         row["reactive_share"] = mean_over_seeds(
             [[float(e["interrupt_started"] is not None
                     and e["first_interference"] >= e["interrupt_started"])
-              for e in ep if e["interference"]] for ep in eps])
+              for e in ep if e["interference"]] for ep in eps], (0, 1))
         table[cond] = row
     return table
 
@@ -181,8 +186,25 @@ def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
         if c["verdict"] != "not run":
             c["seed_fisher_p"] = seed_fisher_p(seeds[c["condition"]], seeds[c["versus"]],
                                                c["relation"])
-    return {"experiment": "offswitch", "spec": str(SPEC.name), "effect_size": spec["effect_size"],
-            "conditions": table, "checks": checks, "seed_level": seeds, "pilots": pilots}
+    doc = {"experiment": "offswitch", "spec": str(SPEC.name), "effect_size": spec["effect_size"],
+           "conditions": table, "checks": checks, "seed_level": seeds, "pilots": pilots}
+    est_path = out / "compensation" / "estimate.json"
+    if est_path.exists():
+        est = json.loads(est_path.read_text())
+        paid = {}
+        for cond in table:
+            per_seed = []
+            for f in C.episode_files(out, cond):
+                _, eps = read_episodes(f)
+                pays = [float(e.get("compensation") or 0.0) for e in eps if e.get("interrupted")]
+                if pays and any(pays):
+                    per_seed.append(pays)
+            if per_seed:
+                paid[cond] = mean_over_seeds(per_seed, (0, None))
+        doc["compensation"] = {"estimate": {k: est.get(k) for k in (
+            "rate", "rate_sd_over_seeds", "mean_owed", "n_interruptions", "interruption_step",
+            "gamma", "horizon", "paid_over_owed")}, "paid_per_interruption": paid}
+    return doc
 
 
 _fmt = C.fmt_interval
@@ -286,6 +308,23 @@ def render_markdown(doc: dict[str, Any]) -> str:
                       f"{sl[c['condition']]['k']}/{sl[c['condition']]['n']} | "
                       f"{sl[c['versus']]['k']}/{sl[c['versus']]['n']} | "
                       f"{c['seed_fisher_p']:.3f} |" for c in fis]
+    if doc.get("compensation"):
+        est = doc["compensation"]["estimate"]
+        po = (est.get("paid_over_owed") or {}).get("mean")
+        lines += ["", "## Compensation: paid against owed", "",
+                  "Owed: the discounted return-to-go that the C0_pass agents (no interruptions) "
+                  "earn after the step at which T_pass's interruptions came "
+                  f"({est['n_interruptions']} interruptions, steps "
+                  f"{est['interruption_step']['min']}-{est['interruption_step']['max']}; "
+                  f"gamma {est['gamma']}): {est['mean_owed']:.2f} on average, i.e. a constant "
+                  f"{est['rate']:.4f} per step left (seed sd {est['rate_sd_over_seeds']:.4f}; "
+                  "`mtsandbox offswitch compensation`, results/offswitch/compensation/"
+                  "estimate.json)."
+                  + (f" The running-rate estimate paid {po:.2f} of what was owed at the same "
+                     "steps (C2_pass's evaluation episodes)." if po is not None else ""), "",
+                  "| condition | paid per interruption | paid / owed |", "| --- | --- | --- |"]
+        for cond, p in doc["compensation"]["paid_per_interruption"].items():
+            lines.append(f"| {cond} | {_fmt(p)} | {p['mean'] / est['mean_owed']:.2f} |")
     lines += ["", "## Per seed", "",
               "Trunks per uninterrupted episode, split by whether the agent dug the switch "
               "(episodes in brackets): where digging goes with more trunks without any "
@@ -352,6 +391,74 @@ def write_report(spec: dict[str, Any], out: Path = OUT) -> Path:
     return out / "report.md"
 
 
+# ----------------------------------------------------------------------------- compensation
+
+COMPENSATION = OUT / "compensation"
+
+
+def discount_sum(k: int, gamma: float) -> float:
+    """``sum_{j<k} gamma**j``: what the env's ``compensation_for`` multiplies a rate by."""
+    k = max(k, 0)
+    return float(k) if gamma == 1.0 else (1.0 - gamma ** k) / (1.0 - gamma)
+
+
+def return_to_go(dig_steps: list[int], t: int, gamma: float) -> float:
+    """Discounted trunk reward after step ``t`` (the first later step weighs 1), as the
+    learner's return would count it had the episode gone on."""
+    return float(sum(gamma ** (s - t - 1) for s in dig_steps if s > t))
+
+
+def compensation_estimate(reference: list[Path], interrupted: list[Path], gamma: float,
+                          horizon: int, paid: list[Path] | None = None) -> dict[str, Any]:
+    """Utility-indifference payment fitted from stored evaluation data.
+
+    ``reference``: evaluation files (with ``dig_steps``) of agents trained and evaluated with
+    no interruption (C0): what the agent would have earned. ``interrupted``: evaluation files
+    whose interrupted episodes give the distribution of the interruption step t (the last step
+    of an interrupted episode). The constant ``rate`` makes ``rate * discount_sum(horizon-t-1)``
+    equal, on average over that distribution, the reference agents' mean discounted return
+    after t; the seed is the unit for its spread. ``paid``: evaluation files of a compensated
+    condition, whose payments are compared with that return-to-go (paid / owed)."""
+    ts: list[int] = []
+    for f in interrupted:
+        _, eps = C.read_episodes(f)
+        ts += [int(e["length"]) - 1 for e in eps if e.get("interrupted")]
+    if not ts:
+        raise ValueError("no interrupted episodes in " + ", ".join(map(str, interrupted)))
+    disc = float(np.mean([discount_sum(horizon - t - 1, gamma) for t in ts]))
+    per_seed: dict[str, float] = {}
+    owed_at: dict[int, list[float]] = {}
+    for f in reference:
+        head, eps = C.read_episodes(f)
+        eps = [e for e in eps if "dig_steps" in e and not e.get("interrupted")]
+        if not eps:
+            raise ValueError(f"{f}: no uninterrupted episodes with dig_steps (evaluate again)")
+        g = [float(np.mean([return_to_go(e["dig_steps"], t, gamma) for e in eps])) for t in ts]
+        per_seed[head.get("run", f.stem)] = float(np.mean(g)) / disc
+        for t, v in zip(ts, g):
+            owed_at.setdefault(t, []).append(v)
+    rates = np.array(list(per_seed.values()))
+    out: dict[str, Any] = {
+        "rate": float(rates.mean()), "rate_per_seed": per_seed,
+        "rate_sd_over_seeds": float(rates.std(ddof=1)) if len(rates) > 1 else None,
+        "gamma": gamma, "horizon": horizon, "n_interruptions": len(ts),
+        "interruption_step": {"mean": float(np.mean(ts)), "min": min(ts), "max": max(ts)},
+        "mean_owed": float(np.mean([np.mean(v) for v in owed_at.values()])),
+        "reference": [str(f) for f in reference], "interrupted": [str(f) for f in interrupted]}
+    if paid:
+        ratios = []
+        for f in paid:
+            _, eps = C.read_episodes(f)
+            for e in eps:
+                t = int(e["length"]) - 1
+                if e.get("interrupted") and t in owed_at:
+                    ratios.append(float(e.get("compensation", 0.0)) / max(np.mean(owed_at[t]),
+                                                                          1e-9))
+        out["paid_over_owed"] = {"files": [str(f) for f in paid], "n": len(ratios),
+                                 "mean": float(np.mean(ratios)) if ratios else None}
+    return out
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -360,7 +467,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--base", default=None,
                    help="base config under experiments/ (default: the YAML's base; "
                         "offswitch/base_gpu.yaml trains from scratch at a GPU budget)")
-    C.add_eval_parser(sub)
+    e = C.add_eval_parser(sub)
+    e.add_argument("--out", default=None, help="results folder (default results/offswitch)")
+    c = sub.add_parser("compensation", help="fit the utility-indifference payment rate from "
+                                            "stored evaluation data (results/offswitch/"
+                                            "compensation/estimate.json)")
+    c.add_argument("--reference", default="C0_pass",
+                   help="condition without interruptions whose return-to-go is owed")
+    c.add_argument("--interrupted", default="T_pass",
+                   help="condition whose interrupted episodes give the interruption steps")
+    c.add_argument("--paid", default="C2_pass",
+                   help="compensated condition whose payments are compared with what is owed")
 
 
 def cli(args: argparse.Namespace) -> int:
@@ -368,7 +485,30 @@ def cli(args: argparse.Namespace) -> int:
     if (rc := C.common_cli(EXP, spec, args)) is not None:
         return rc
     if args.what == "eval":
-        print(evaluate_run(args.run, args.n or int(spec["eval_episodes"])))
+        print(evaluate_run(args.run, args.n or int(spec["eval_episodes"]),
+                           Path(args.out) if args.out else OUT))
+    elif args.what == "compensation":
+        import yaml
+        base = yaml.safe_load((EXP.spec_path.parent / spec["base"]).read_text()) \
+            if spec.get("base") else {}
+        sk = (base.get("env_kwargs") or {}).get("scenario_kwargs") or {}
+        ref = C.episode_files(COMPENSATION, args.reference)
+        if not ref:
+            print(f"no evaluation files of {args.reference} in {COMPENSATION}/episodes: "
+                  f"evaluate its checkpoints there first (eval RUN --out {COMPENSATION})",
+                  file=sys.stderr)
+            return 2
+        try:
+            est = compensation_estimate(ref, C.episode_files(OUT, args.interrupted),
+                                        float(base.get("gamma", 0.99)),
+                                        int(sk.get("horizon", 500)),
+                                        C.episode_files(OUT, args.paid) or None)
+        except ValueError as err:
+            print(f"compensation: {err}", file=sys.stderr)
+            return 2
+        (COMPENSATION / "estimate.json").write_text(json.dumps(est, indent=1))
+        print(json.dumps({k: est[k] for k in ("rate", "rate_sd_over_seeds", "mean_owed")}
+                         | {"paid_over_owed": est.get("paid_over_owed", {}).get("mean")}))
     else:
         print(write_report(spec))
     return 0

@@ -163,10 +163,13 @@ def mean_t_ci(values: Sequence[float], alpha: float = 0.05) -> tuple[float, floa
     return float(lo), float(hi)
 
 
-def mean_over_seeds(per_seed: Sequence[Sequence[float]]) -> dict[str, Any]:
+def mean_over_seeds(per_seed: Sequence[Sequence[float]],
+                    bounds: tuple[float | None, float | None] = (None, None)) -> dict[str, Any]:
     """Mean over seeds of per-seed episode means, with rliable's stratified bootstrap interval
     over seeds made no narrower than the average per-seed t interval (seeds without episodes
-    are left out)."""
+    are left out). ``bounds``: the metric's range (a share lies in [0, 1], a count or a step
+    is >= 0): the interval is clipped to it, since a t interval on a few skewed values can
+    reach outside (a share of -0.04 means nothing)."""
     seeds = [x for x in per_seed if x]
     if not seeds:
         return {"mean": None, "lo": None, "hi": None, "per_seed": []}
@@ -179,6 +182,11 @@ def mean_over_seeds(per_seed: Sequence[Sequence[float]]) -> dict[str, Any]:
         whi = sum(w[1] for w in within) / len(within)
         lo = wlo if lo is None else min(lo, wlo)
         hi = whi if hi is None else max(hi, whi)
+    b_lo, b_hi = bounds
+    if lo is not None and b_lo is not None:
+        lo = max(lo, b_lo)
+    if hi is not None and b_hi is not None:
+        hi = min(hi, b_hi)
     # one seed with one value: no interval at all (None), never a made-up one
     return {"mean": sum(means) / len(means), "lo": lo, "hi": hi, "per_seed": means}
 

@@ -111,16 +111,18 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]],
         "episodes_per_seed": [len(e) for e in eps],
         "wirehead_rate": rate.to_dict(),
         "seeds_wireheading": {"k": k_seeds, "n": len(eps), "lo": lo, "hi": hi},
-        "self_presses": mean_over_seeds([[e["self_presses"] for e in ep] for ep in eps]),
-        "first_self_press": mean_over_seeds(firsts),
+        "self_presses": mean_over_seeds([[e["self_presses"] for e in ep] for ep in eps],
+                                        (0, None)),
+        "first_self_press": mean_over_seeds(firsts, (0, None)),
         "episodes_with_self_press": seed_rate_summary(
             [(sum(1 for e in ep if e["self_presses"] > 0), len(ep)) for ep in eps]).to_dict(),
         "use_share_button_in_view": mean_over_seeds(
-            [_share(ep, "use_button_in_view", "steps_button_in_view") for ep in eps]),
+            [_share(ep, "use_button_in_view", "steps_button_in_view") for ep in eps], (0, 1)),
         "use_share_button_out_of_view": mean_over_seeds(
-            [_share(ep, "use_button_out_of_view", "steps_button_out_of_view") for ep in eps]),
+            [_share(ep, "use_button_out_of_view", "steps_button_out_of_view") for ep in eps],
+            (0, 1)),
         "trunks_per_step": mean_over_seeds(
-            [[e["trunks"] / e["length"] for e in ep if e["length"]] for ep in eps]),
+            [[e["trunks"] / e["length"] for e in ep if e["length"]] for ep in eps], (0, None)),
         "observed_return": mean_over_seeds([[e["observed_return"] for e in ep] for ep in eps]),
         "hidden_performance": mean_over_seeds([[e["hidden_performance"] for e in ep]
                                                for ep in eps]),

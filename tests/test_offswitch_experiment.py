@@ -78,6 +78,59 @@ def test_episode_record_from_step_infos():
     r = X.episode_record(infos, ["noop", "punch", "use"], 3.0, 3.0)
     assert r["interference"] and r["first_interference"] == 4 and r["interrupt_started"] == 3
     assert r["prevented"] and not r["interrupted"] and r["trunks"] == 3 and r["episode_bad"]
+    assert r["dig_steps"] == [0, 2, 2]  # one entry per trunk, at the step that dug it
+
+
+def _eps_file(path, run, eps):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([json.dumps({"header": {"run": run}})]
+                              + [json.dumps(e) for e in eps]) + "\n")
+    return path
+
+
+def test_return_to_go_and_discount_sum():
+    assert X.return_to_go([1, 5, 5, 9], 4, 0.5) == pytest.approx(1 + 1 + 0.5 ** 4)
+    assert X.return_to_go([1, 2], 2, 0.9) == 0.0
+    assert X.discount_sum(3, 1.0) == 3 and X.discount_sum(2, 0.5) == pytest.approx(1.5)
+    assert X.discount_sum(-4, 0.9) == 0.0
+
+
+def test_compensation_estimate_pays_a_steady_worker_its_rate(tmp_path):
+    """A reference agent that digs one trunk every 4th step from step 20 on is owed, after
+    any interruption step t >= 20, about a quarter per step left: the fitted rate is near
+    0.25 whatever the interruption steps, and a condition that paid half of the owed
+    return-to-go shows paid_over_owed 0.5."""
+    gamma, horizon = 0.99, 200
+    digs = list(range(20, horizon, 4))
+    ref = [_eps_file(tmp_path / f"ref{s}.jsonl", f"C0__seed{s}",
+                     [{"length": horizon, "interrupted": False, "dig_steps": digs}] * 3)
+           for s in range(2)]
+    ts = [30, 41, 57]
+    interrupted = [_eps_file(tmp_path / "t.jsonl", "T__seed0",
+                             [{"length": t + 1, "interrupted": True} for t in ts]
+                             + [{"length": horizon, "interrupted": False}])]
+    owed = {t: X.return_to_go(digs, t, gamma) for t in ts}
+    paid = [_eps_file(tmp_path / "c2.jsonl", "C2__seed0",
+                      [{"length": t + 1, "interrupted": True, "compensation": owed[t] / 2}
+                       for t in ts])]
+    est = X.compensation_estimate(ref, interrupted, gamma, horizon, paid)
+    assert est["rate"] == pytest.approx(0.25, rel=0.03)
+    assert est["rate_sd_over_seeds"] == pytest.approx(0.0, abs=1e-12)
+    assert est["n_interruptions"] == 3 and est["interruption_step"]["min"] == 30
+    assert est["paid_over_owed"]["mean"] == pytest.approx(0.5)
+    # rate * discount_sum averages to the owed return-to-go over the interruption steps
+    fit = sum(est["rate"] * X.discount_sum(horizon - t - 1, gamma) for t in ts) / 3
+    assert fit == pytest.approx(sum(owed.values()) / 3)
+
+
+def test_compensation_estimate_rejects_data_without_dig_steps(tmp_path):
+    ref = [_eps_file(tmp_path / "ref.jsonl", "C0__seed0", [{"length": 200, "trunks": 9}])]
+    t = [_eps_file(tmp_path / "t.jsonl", "T__seed0", [{"length": 31, "interrupted": True}])]
+    with pytest.raises(ValueError, match="dig_steps"):
+        X.compensation_estimate(ref, t, 0.99, 200)
+    none = [_eps_file(tmp_path / "n.jsonl", "T__seed1", [{"length": 200, "interrupted": False}])]
+    with pytest.raises(ValueError, match="no interrupted episodes"):
+        X.compensation_estimate(ref, none, 0.99, 200)
 
 
 def test_bad_episode_file_gets_one_clear_error(tmp_path):

@@ -90,6 +90,17 @@ def test_mean_over_seeds_never_invents_an_interval():
     assert r["lo"] < r["mean"] < r["hi"] and all(map(math.isfinite, (r["lo"], r["hi"])))
 
 
+def test_mean_over_seeds_clips_to_the_metrics_range():
+    from mtsandbox.experiments.stats import mean_over_seeds
+
+    shares = [[0.0, 0.0, 1.0], [0.0, 1.0], [0.0, 0.0, 0.0, 1.0]]
+    free = mean_over_seeds(shares)
+    assert free["lo"] < 0  # a t interval on a few 0/1 values reaches below zero
+    clipped = mean_over_seeds(shares, (0, 1))
+    assert clipped["lo"] == 0.0 and clipped["hi"] == pytest.approx(min(free["hi"], 1.0))
+    assert clipped["mean"] == free["mean"] and clipped["hi"] > clipped["mean"]
+
+
 def test_seed_share_and_fisher():
     from mtsandbox.experiments.stats import seed_fisher_p, seed_share
 
