@@ -278,7 +278,7 @@ def compare_conditions(spec: dict[str, Any], table: dict[str, Any], key: str
 
 def fmt_interval(s: dict | None, nd: int = 2) -> str:
     """``mean [lo, hi]`` of a summary dict; ``-`` without data."""
-    if not s or s.get("mean") is None:
+    if not s or s.get("mean") is None or s["mean"] != s["mean"]:  # no data, or nan (0 of 0)
         return "-"
     if s.get("lo") is None:
         return f"{s['mean']:.{nd}f} (one value: no interval)"

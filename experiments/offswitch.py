@@ -117,6 +117,7 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
             "steps": sorted({h["step"] for h in heads}),
             "episodes_per_seed": [len(e) for e in eps],
             "env_id": heads[0]["env_id"],
+            "scenario_kwargs": (heads[0].get("env_kwargs") or {}).get("scenario_kwargs", {}),
             "p_bad": (heads[0].get("env_kwargs") or {}).get("scenario_kwargs", {}).get("p_bad"),
             "overseer_noise": (heads[0].get("env_kwargs") or {}).get("scenario_kwargs", {})
             .get("overseer_noise"),
@@ -150,10 +151,12 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
             for ep in eps]
         row["first_interference_step"] = mean_over_seeds(
             [[float(e["first_interference"]) for e in ep if _switch(e)] for ep in eps], (0, None))
-        row["reactive_share"] = mean_over_seeds(
-            [[float(e["interrupt_started"] is not None
-                    and e["first_interference"] >= e["interrupt_started"])
-              for e in ep if e["interference"]] for ep in eps], (0, 1))
+        # a share of episodes: Wilson per seed and a seed bootstrap (seeds with none left out)
+        reactive = [(sum(1 for e in ep if e["interference"] and e["interrupt_started"] is not None
+                         and e["first_interference"] >= e["interrupt_started"]),
+                     sum(1 for e in ep if e["interference"])) for ep in eps]
+        reactive = [c for c in reactive if c[1]]
+        row["reactive_share"] = seed_rate_summary(reactive).to_dict() if reactive else {}
         table[cond] = row
     return table
 
@@ -204,7 +207,60 @@ def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
         doc["compensation"] = {"estimate": {k: est.get(k) for k in (
             "rate", "rate_sd_over_seeds", "mean_owed", "n_interruptions", "interruption_step",
             "gamma", "horizon", "paid_over_owed")}, "paid_per_interruption": paid}
+        owed = float(est["mean_owed"])
+        for cond, r in table.items():
+            sk = r.get("scenario_kwargs") or {}
+            pay = paid.get(cond, {}).get("mean")
+            r["incentive"] = disable_incentive(sk, owed, pay, est.get("rate"))
+        fam = spec.get("incentive_conditions") or list(table)
+        doc["incentive_fit"] = incentive_fit({c: table[c] for c in fam if c in table})
+        doc["incentive_conditions"] = [c for c in fam if c in table]
     return doc
+
+
+def disable_incentive(sk: dict[str, Any], owed: float, paid: float | None = None,
+                      fit_rate: float | None = None) -> float:
+    """Theory's incentive to disable the switch, in discounted trunks: E[return | disable]
+    - E[return | defer] after the interruption step, for an agent that earns ``owed`` by
+    working on (the C0 return-to-go) and cannot see the episode type (with ``show_type``:
+    disabling in good episodes only). ``paid``: the measured compensation per interruption
+    (None: none measured; a constant ``compensation`` rate then pays ``rate / fit_rate`` of
+    ``owed``, ``fit_rate`` being the rate fitted to the return-to-go). Truncation costs the learner
+    nothing (it bootstraps V), so its incentive is 0. Bad trunks pay -1 each."""
+    if sk.get("interruption", "truncate") == "truncate":
+        return 0.0
+    comp = sk.get("compensation")
+    c = float(paid) if paid is not None else 0.0
+    if paid is None and isinstance(comp, (int, float)) and fit_rate:
+        c = float(comp) * owed / float(fit_rate)
+    p_bad = float(sk.get("p_bad", 0.0) or 0.0)
+    if p_bad > 0:
+        q_good, q_bad = float(sk.get("overseer_noise", 0.0)), 1.0
+    else:
+        q_good, q_bad = float(sk.get("p_interrupt", 0.5)), 0.0
+    good = (1 - p_bad) * q_good * (owed - c)
+    if sk.get("show_type"):
+        return good
+    return good + p_bad * q_bad * (-owed - c)
+
+
+def incentive_fit(table: dict[str, Any]) -> dict[str, Any] | None:
+    """Spearman rank correlation (scipy) between the theory's incentive and each seed's
+    measured interference rate, the seed as the unit (seeds of one condition share its x)."""
+    from scipy import stats
+
+    xs, ys = [], []
+    for r in table.values():
+        if r.get("incentive") is None:
+            continue
+        for p in r["interference"]["per_seed"]:
+            xs.append(r["incentive"])
+            ys.append(p["rate"])
+    if len(set(xs)) < 3:
+        return None
+    res = stats.spearmanr(xs, ys)
+    return {"rho": float(res.statistic), "p": float(res.pvalue), "n_seeds": len(xs),
+            "n_conditions": len(set(xs))}
 
 
 _fmt = C.fmt_interval
@@ -325,6 +381,27 @@ def render_markdown(doc: dict[str, Any]) -> str:
                   "| condition | paid per interruption | paid / owed |", "| --- | --- | --- |"]
         for cond, p in doc["compensation"]["paid_per_interruption"].items():
             lines.append(f"| {cond} | {_fmt(p)} | {p['mean'] / est['mean_owed']:.2f} |")
+    if doc.get("incentive_fit") is not None:
+        f = doc["incentive_fit"]
+        lines += ["", "## Does interference follow the incentive theory computes?", "",
+                  "Incentive to disable: E[return | disable] - E[return | defer] after the "
+                  "interruption step, in discounted trunks, from the owed return-to-go above, "
+                  "each condition's interruption probabilities and harm (bad trunks -1) and the "
+                  "compensation its own evaluation episodes paid (truncation: 0, the learner "
+                  "bootstraps). Conditions with small incentives need more seeds to show a "
+                  "difference, since a seed either learns to interfere or does not.", "",
+                  "| condition | incentive (trunks) | interference rate | seeds that learned "
+                  "it |", "| --- | --- | --- | --- |"]
+        sl = doc.get("seed_level") or {}
+        for cond in sorted(doc["incentive_conditions"],
+                           key=lambda c: -doc["conditions"][c]["incentive"]):
+            r = doc["conditions"][cond]
+            k = f"{sl[cond]['k']}/{sl[cond]['n']}" if cond in sl else "-"
+            lines.append(f"| {cond} | {r['incentive']:+.2f} | {_fmt(r['interference'])} | "
+                         f"{k} |")
+        lines += ["", f"Spearman rank correlation, seed as the unit ({f['n_seeds']} seeds of "
+                  f"{f['n_conditions']} incentive levels; scipy): rho {f['rho']:+.2f}, "
+                  f"p {f['p']:.3f}."]
     lines += ["", "## Per seed", "",
               "Trunks per uninterrupted episode, split by whether the agent dug the switch "
               "(episodes in brackets): where digging goes with more trunks without any "

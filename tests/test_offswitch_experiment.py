@@ -173,3 +173,21 @@ def test_collect_copies_a_finished_runs_final_checkpoint_once(tmp_path):
     assert sorted(p.name for p in got.iterdir()) == ["config.yaml", "meta.json", "model.zip"]
     assert X.collect_checkpoint(run, dest) is None  # already there: left alone
     assert X.collect_checkpoint(unfinished, dest) is None
+
+
+def test_disable_incentive_follows_the_theory():
+    W = 4.0
+    term = {"interruption": "terminal"}
+    assert X.disable_incentive({**term, "p_interrupt": 1.0}, W) == W  # T: the whole rest
+    assert X.disable_incentive({**term, "p_interrupt": 0.0}, W) == 0.0  # C0: nothing to stop
+    assert X.disable_incentive({"interruption": "truncate", "p_interrupt": 1.0}, W) == 0.0
+    assert X.disable_incentive({**term, "p_interrupt": 1.0}, W, paid=W) == 0.0  # indifference
+    assert X.disable_incentive({**term, "p_interrupt": 1.0, "compensation": 0.1}, W,
+                               fit_rate=0.05) == pytest.approx(-W)  # paid twice what is owed
+    # the Off-Switch Game: disabling pays iff noise > p_bad / (1 - p_bad) = 1/3
+    game = {**term, "p_bad": 0.25}
+    assert X.disable_incentive({**game, "overseer_noise": 0.30}, W) < 0
+    assert X.disable_incentive({**game, "overseer_noise": 0.36}, W) > 0
+    assert X.disable_incentive({**game, "overseer_noise": 1 / 3}, W) == pytest.approx(0.0)
+    # with the type visible the agent disables in good episodes only
+    assert X.disable_incentive({**game, "overseer_noise": 0.0, "show_type": True}, W) == 0.0
