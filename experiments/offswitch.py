@@ -512,7 +512,7 @@ def compensation_estimate(reference: list[Path], interrupted: list[Path], gamma:
             raise ValueError(f"{f}: no uninterrupted episodes with dig_steps (evaluate again)")
         g = [float(np.mean([return_to_go(e["dig_steps"], t, gamma) for e in eps])) for t in ts]
         per_seed[head.get("run", f.stem)] = float(np.mean(g)) / disc
-        for t, v in zip(ts, g):
+        for t, v in zip(ts, g, strict=True):
             owed_at.setdefault(t, []).append(v)
     rates = np.array(list(per_seed.values()))
     out: dict[str, Any] = {
@@ -529,8 +529,8 @@ def compensation_estimate(reference: list[Path], interrupted: list[Path], gamma:
             for e in eps:
                 t = int(e["length"]) - 1
                 if e.get("interrupted") and t in owed_at:
-                    ratios.append(float(e.get("compensation", 0.0)) / max(np.mean(owed_at[t]),
-                                                                          1e-9))
+                    owed_t = max(float(np.mean(owed_at[t])), 1e-9)
+                    ratios.append(float(e.get("compensation", 0.0)) / owed_t)
         out["paid_over_owed"] = {"files": [str(f) for f in paid], "n": len(ratios),
                                  "mean": float(np.mean(ratios)) if ratios else None}
     return out

@@ -113,3 +113,29 @@ def test_seed_share_and_fisher():
     p_above = seed_fisher_p(a, b, "above")
     assert p_above < 0.05 and seed_fisher_p(b, a, "above") > 0.5
     assert seed_fisher_p(a, a, "equal") == 1.0
+
+
+def test_learning_check_compares_runs_with_the_seed_as_unit(tmp_path):
+    import json as _json
+
+    from mtsandbox.cli.bench_learning import compare_runs
+
+    def run(name, trunks):
+        p = tmp_path / f"{name}.json"
+        p.write_text(_json.dumps({"ppo": {"curve": [
+            {"step": 0, "trunks_per_episode": {"mean": 0.0}},
+            {"step": 100_000, "trunks_per_episode": {"mean": trunks}}]}}))
+        return p
+
+    a = [run(f"a{i}", t) for i, t in enumerate([12.0, 13.0, 14.0])]
+    b = [run(f"b{i}", t) for i, t in enumerate([11.0, 14.0, 13.5])]
+    res = compare_runs(a, b)
+    assert res["a"]["per_seed"] == [12.0, 13.0, 14.0]  # the last evaluation of each run
+    lo, hi = res["diff_ci95"]
+    assert lo < res["diff_b_minus_a"] < hi and lo < 0 < hi
+    with pytest.raises(ValueError, match="at least 2"):
+        compare_runs(a[:1], b)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="not a bench learning file"):
+        compare_runs([bad, bad], b)

@@ -36,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_out", default=None,
                    help="output JSON (default results/bench_learning_<time>.json)")
     p.add_argument("--no-random", action="store_true", help="skip the random baseline")
+    p.add_argument("--compare", nargs=2, metavar=("GLOB_A", "GLOB_B"), default=None,
+                   help="train nothing: compare the final trunks per episode of two sets of "
+                        "stored runs (one JSON per seed, the seed as the unit; scipy Welch "
+                        "interval of the difference); writes --json if given")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +59,53 @@ def main(argv: list[str] | None = None) -> int:
     return run(parse_args(argv))
 
 
+def final_trunks(path: Path) -> float:
+    """Mean trunks per episode at the last evaluation of one stored run."""
+    d = json.loads(Path(path).read_text())
+    try:
+        return float(d["ppo"]["curve"][-1]["trunks_per_episode"]["mean"])
+    except (KeyError, IndexError, TypeError) as e:
+        raise ValueError(f"{path}: not a bench learning file (no ppo curve)") from e
+
+
+def compare_runs(a: list[Path], b: list[Path]) -> dict[str, Any]:
+    """Final trunks per episode of runs ``a`` vs ``b``, seed as the unit: means with t
+    intervals and the Welch interval of mean(b) - mean(a) (scipy)."""
+    import numpy as np
+    from scipy import stats
+
+    from mtsandbox.experiments.stats import mean_t_ci
+
+    xa = np.array([final_trunks(p) for p in a])
+    xb = np.array([final_trunks(p) for p in b])
+    if len(xa) < 2 or len(xb) < 2:
+        raise ValueError("need at least 2 runs on each side")
+    ci = stats.ttest_ind(xb, xa, equal_var=False).confidence_interval()
+    return {"a": {"files": [str(p) for p in a], "per_seed": xa.tolist(), "mean": xa.mean(),
+                  "ci95": mean_t_ci(xa.tolist())},
+            "b": {"files": [str(p) for p in b], "per_seed": xb.tolist(), "mean": xb.mean(),
+                  "ci95": mean_t_ci(xb.tolist())},
+            "diff_b_minus_a": float(xb.mean() - xa.mean()),
+            "diff_ci95": [float(ci.low), float(ci.high)]}
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "compare", None):
+        import glob
+
+        sides = [sorted(Path(p) for p in glob.glob(g)) for g in args.compare]
+        try:
+            res = compare_runs(*sides)
+        except (ValueError, OSError) as e:
+            print(f"bench learning --compare: {e}")
+            return 2
+        print(f"A {res['a']['mean']:.2f} {res['a']['per_seed']}  B {res['b']['mean']:.2f} "
+              f"{res['b']['per_seed']}  B-A {res['diff_b_minus_a']:+.2f} "
+              f"[{res['diff_ci95'][0]:+.2f}, {res['diff_ci95'][1]:+.2f}]")
+        if args.json_out:
+            res["label_a"], res["label_b"] = args.compare
+            Path(args.json_out).write_text(json.dumps(res, indent=1, default=float))
+        return 0
     from rich.console import Console
     from rich.table import Table
 

@@ -20,7 +20,8 @@ second, CPU-bound ceiling is printed too: the machine's cores spent on nothing b
 at the CPU cost one step has alone (``cores / env_cpu_s_per_step``, at most n_envs x the
 alone rate), then the update. The last figure printed is end-to-end / ceiling.
 
-Where the rollout's time goes (the profile): the learner's wall time inside
+Where the rollout's time goes (the profile; also as shares of one env step's time, with the
+update): the learner's wall time inside
 ``VecEnv.step_wait`` (waiting for the workers: env step, pickling, pipes) and the rest of
 ``collect_rollouts`` (inference, rollout buffer, callbacks). With SB3's lockstep VecEnvs the
 two never overlap, so their sum is the rollout time. Figures are measurements of this machine
@@ -184,6 +185,16 @@ def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
     fig["cpu_ceiling_steps_per_s"] = 1.0 / (1.0 / env_cpu + upd_s)
     fig["end_to_end_over_cpu_ceiling"] = (fig["end_to_end_steps_per_s"]
                                           / fig["cpu_ceiling_steps_per_s"])
+    # Where an env step's time goes (ms per env step; the three add up to 1 / the parts'
+    # end-to-end rate): SB3's lockstep rollout never overlaps the first two.
+    n = cfg.n_envs
+    parts = {"waiting_for_envs": fig["rollout_env_wait_ms_per_step"] / n,
+             "learner_inference_and_buffer": fig["rollout_learner_ms_per_step"] / n,
+             "update": fig["update_ms_per_sample"]}
+    total = sum(parts.values())
+    fig["ms_per_env_step"] = parts
+    fig["share_of_step_time"] = {k: v / total for k, v in parts.items()}
+    fig["parts_end_to_end_steps_per_s"] = 1000.0 / total
     return fig
 
 
@@ -211,6 +222,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              f"{fig['ceiling_steps_per_s']:.0f}"),
             ("CPU-bound ceiling (cores / CPU cost of a step alone)",
              f"{fig['cpu_ceiling_steps_per_s']:.0f}"),
+            ("where an env step's time goes: waiting for envs / learner's inference + "
+             "buffer / update",
+             " / ".join(f"{100 * v:.0f}%" for v in fig["share_of_step_time"].values())),
             ("end-to-end / CPU-bound ceiling", f"{100 * fig['end_to_end_over_cpu_ceiling']:.0f}%"),
             ("end-to-end / ceiling", f"{100 * fig['end_to_end_over_ceiling']:.0f}%")]
     w = max(len(r[0]) for r in rows)

@@ -22,7 +22,8 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=60_000,
                         help="PPO env steps (default 60000)")
-    parser.add_argument("--n-envs", type=int, default=2, help="parallel servers (default 2)")
+    parser.add_argument("--n-envs", type=int, default=None,
+                        help="parallel servers (default: the config's, treepunch_ppo_cpu)")
     parser.add_argument("--episodes", type=int, default=2, help="evaluation episodes")
     parser.add_argument("--out", default="runs/demo", help="output directory")
     parser.add_argument("--seed", type=int, default=0)
@@ -44,8 +45,9 @@ def cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config("treepunch_ppo_cpu", overrides=[
-        f"total_steps={args.steps}", f"n_envs={args.n_envs}", f"seed={args.seed}",
-        "eval_every=0", f"checkpoint_every={args.steps}", f"run_dir={out / 'runs'}"])
+        f"total_steps={args.steps}", f"seed={args.seed}", "eval_every=0",
+        f"checkpoint_every={args.steps}", f"run_dir={out / 'runs'}"]
+        + ([f"n_envs={args.n_envs}"] if args.n_envs else []))
     console.rule("1/3 training PPO on real Minetest servers")
     res = train(cfg)
     train_wall_s = time.perf_counter() - t_start
@@ -66,7 +68,7 @@ def cli(args: argparse.Namespace) -> int:
                          out_dir=out / "probe_report", log=lambda m: console.print(m))
     console.rule("done")
     if args.figures:
-        fig = {"steps": res.steps, "n_envs": args.n_envs, "episodes": args.episodes,
+        fig = {"steps": res.steps, "n_envs": cfg.n_envs, "episodes": args.episodes,
                "seed": args.seed, "cores": os.cpu_count(),
                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "train_wall_s": train_wall_s, "total_wall_s": time.perf_counter() - t_start,

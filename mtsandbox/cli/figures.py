@@ -143,6 +143,16 @@ def readme_table(r: Results) -> str:
         rows.append(("world model vs copy-last-frame", _missing("mtsandbox train-world-model "
                      "--report results/world_model/report.json"),
                      "results/world_model/report.json"))
+    off = r.json("results/offswitch/figures.json")
+    conds = _get(off, "conditions") or {}
+    if all(c in conds for c in ("T_pass", "C0_pass", "C2_pass_fit")):
+        rows.append(("off switch: interference rate, should interfere (T_pass) / base rate "
+                     "(C0_pass) / compensated at the fitted rate (C2_pass_fit); seeds "
+                     + "/".join(str(len(conds[c]["seeds"])) for c in
+                                ("T_pass", "C0_pass", "C2_pass_fit")),
+                     " / ".join("{mean:.2f} [{lo:.2f}, {hi:.2f}]".format(**conds[c]["interference"])
+                                for c in ("T_pass", "C0_pass", "C2_pass_fit")),
+                     "results/offswitch/figures.json"))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
@@ -183,6 +193,9 @@ def _bench_train_table(r: Results) -> list[str]:
         ("rollout: learner's own work (inference, buffer), ms per vector step",
          lambda d: _n(d.get("rollout_learner_ms_per_step"), ".2f")),
         ("update, ms per sample", lambda d: f"{d['update_ms_per_sample']:.2f}"),
+        ("an env step's time: waiting for envs / learner's inference + buffer / update",
+         lambda d: " / ".join(f"{100 * v:.0f}%" for v in d["share_of_step_time"].values())
+         if "share_of_step_time" in d else "-"),
         ("**end to end, steps/s**", lambda d: f"**{d['end_to_end_steps_per_s']:,.0f}**"),
         ("CPU utilisation while learning", lambda d: _n(
             d["cpu_utilisation"] and 100 * d["cpu_utilisation"], ".0f") + "%"),
@@ -237,6 +250,21 @@ def benchmarks_md(r: Results) -> str:
             "learner's wait and its own work add up to the rollout time (SB3's lockstep "
             "VecEnvs never overlap them).", ""]
     out += _bench_train_table(r)
+    lc = r.json("results/bench/learning_check/summary.json")
+    if isinstance(lc, dict):
+        a, b = lc["a"], lc["b"]
+        out += ["", "## Learning check: does a faster config learn the same? (100k steps)", "",
+                "`mtsandbox bench learning --config treepunch_ppo_cpu --steps 100000 "
+                "--n-envs N --set n_steps=M` per seed, then `mtsandbox bench learning --compare "
+                "A B`: trunks per 500-step episode at the last evaluation (5 episodes), the "
+                "seed as the unit, Welch 95% interval of the difference (scipy).", "",
+                "| runs | per seed | mean [95% t interval] |", "| --- | --- | --- |",
+                f"| {lc.get('label_a', 'A')} | {', '.join(f'{x:.1f}' for x in a['per_seed'])} | "
+                f"{a['mean']:.1f} [{a['ci95'][0]:.1f}, {a['ci95'][1]:.1f}] |",
+                f"| {lc.get('label_b', 'B')} | {', '.join(f'{x:.1f}' for x in b['per_seed'])} | "
+                f"{b['mean']:.1f} [{b['ci95'][0]:.1f}, {b['ci95'][1]:.1f}] |",
+                "", f"Difference B - A: {lc['diff_b_minus_a']:+.1f} "
+                f"[{lc['diff_ci95'][0]:+.1f}, {lc['diff_ci95'][1]:+.1f}]."]
     out += ["", "## Learning (`mtsandbox train --config treepunch_ppo_cpu`, seed 0)", ""]
     evals = r.jsonl(f"{TREEPUNCH_CKPT}/eval.jsonl")
     rand = _get(r.json("results/bench/learning_throughput.json"), "random", "trunks_per_episode")
