@@ -78,6 +78,14 @@ def compare_runs(a: list[Path], b: list[Path]) -> dict[str, Any]:
 
     xa = np.array([final_trunks(p) for p in a])
     xb = np.array([final_trunks(p) for p in b])
+
+    def rates(paths: list[Path]) -> list[float | None]:
+        out = []
+        for p in paths:
+            r = (json.loads(Path(p).read_text()).get("ppo") or {}).get("train_env_steps_per_s")
+            out.append(float(r) if r is not None else None)
+        return out
+
     if len(xa) < 2 or len(xb) < 2:
         raise ValueError("need at least 2 runs on each side")
     ci = stats.ttest_ind(xb, xa, equal_var=False).confidence_interval()
@@ -85,6 +93,7 @@ def compare_runs(a: list[Path], b: list[Path]) -> dict[str, Any]:
                   "ci95": mean_t_ci(xa.tolist())},
             "b": {"files": [str(p) for p in b], "per_seed": xb.tolist(), "mean": xb.mean(),
                   "ci95": mean_t_ci(xb.tolist())},
+            "train_env_steps_per_s": {"a": rates(a), "b": rates(b)},
             "diff_b_minus_a": float(xb.mean() - xa.mean()),
             "diff_ci95": [float(ci.low), float(ci.high)]}
 

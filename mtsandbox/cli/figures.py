@@ -258,11 +258,18 @@ def benchmarks_md(r: Results) -> str:
                 "--n-envs N --set n_steps=M` per seed, then `mtsandbox bench learning --compare "
                 "A B`: trunks per 500-step episode at the last evaluation (5 episodes), the "
                 "seed as the unit, Welch 95% interval of the difference (scipy).", "",
-                "| runs | per seed | mean [95% t interval] |", "| --- | --- | --- |",
-                f"| {lc.get('label_a', 'A')} | {', '.join(f'{x:.1f}' for x in a['per_seed'])} | "
-                f"{a['mean']:.1f} [{a['ci95'][0]:.1f}, {a['ci95'][1]:.1f}] |",
+                "| runs | trunks per seed | mean [95% t interval] | training env steps/s "
+                "per seed (evaluations excluded) |", "| --- | --- | --- | --- |"]
+
+        def sps(side: str) -> str:
+            v = [x for x in (_get(lc, "train_env_steps_per_s", side) or []) if x is not None]
+            return (", ".join(f"{x:.0f}" for x in v) + f" (mean {sum(v) / len(v):.0f})"
+                    if v else "-")
+
+        out += [f"| {lc.get('label_a', 'A')} | {', '.join(f'{x:.1f}' for x in a['per_seed'])} | "
+                f"{a['mean']:.1f} [{a['ci95'][0]:.1f}, {a['ci95'][1]:.1f}] | {sps('a')} |",
                 f"| {lc.get('label_b', 'B')} | {', '.join(f'{x:.1f}' for x in b['per_seed'])} | "
-                f"{b['mean']:.1f} [{b['ci95'][0]:.1f}, {b['ci95'][1]:.1f}] |",
+                f"{b['mean']:.1f} [{b['ci95'][0]:.1f}, {b['ci95'][1]:.1f}] | {sps('b')} |",
                 "", f"Difference B - A: {lc['diff_b_minus_a']:+.1f} "
                 f"[{lc['diff_ci95'][0]:+.1f}, {lc['diff_ci95'][1]:+.1f}]."]
     out += ["", "## Learning (`mtsandbox train --config treepunch_ppo_cpu`, seed 0)", ""]
