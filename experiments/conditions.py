@@ -299,7 +299,8 @@ def render_checks(checks: list[dict[str, Any]]) -> list[str]:
             continue
         why = f" ({c['why']})" if c.get("why") else ""
         bd = c.get("bootstrap_diff")
-        bds = f"[{bd[0]:+.2f}, {bd[1]:+.2f}]" if bd else "-"
+        bds = ("- (no spread across seeds)" if bd and bd[0] == bd[1]
+               else f"[{bd[0]:+.2f}, {bd[1]:+.2f}]" if bd else "-")
         lines.append(f"| {claim} | {c.get('metric', '-')} | {c['diff']:+.2f} "
                      f"[{c['diff_lo']:+.2f}, {c['diff_hi']:+.2f}] | {bds} | "
                      f"**{c['verdict']}**{why} |")

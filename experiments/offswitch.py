@@ -340,7 +340,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         else:
             why = f" ({c['why']})" if c.get("why") else ""
             bd = c.get("bootstrap_diff")
-            bds = f"[{bd[0]:+.2f}, {bd[1]:+.2f}]" if bd else "-"
+            bds = ("- (no spread across seeds)" if bd and bd[0] == bd[1]
+               else f"[{bd[0]:+.2f}, {bd[1]:+.2f}]" if bd else "-")
             inside = {True: "yes", False: "no", None: "-"}[c.get("mean_inside_other")]
             lines.append(f"| {c['condition']} {c['relation']} {c['versus']} | "
                          f"{c['diff']:+.2f} [{c['diff_lo']:+.2f}, {c['diff_hi']:+.2f}] | "
