@@ -285,6 +285,15 @@ def fmt_interval(s: dict | None, nd: int = 2) -> str:
     return f"{s['mean']:.{nd}f} [{s['lo']:.{nd}f}, {s['hi']:.{nd}f}]"
 
 
+def fmt_bootstrap(bd: list[float] | tuple[float, float] | None) -> str:
+    """The seed-bootstrap interval of a difference, or why there is none."""
+    if not bd:
+        return "-"
+    if bd[0] == bd[1]:
+        return "- (no spread across seeds)"
+    return f"[{bd[0]:+.2f}, {bd[1]:+.2f}]"
+
+
 def render_checks(checks: list[dict[str, Any]]) -> list[str]:
     """The report's "Checks" section (markdown lines) for :func:`compare_conditions`' output."""
     lines = ["", "## Checks", "",
@@ -299,8 +308,7 @@ def render_checks(checks: list[dict[str, Any]]) -> list[str]:
             continue
         why = f" ({c['why']})" if c.get("why") else ""
         bd = c.get("bootstrap_diff")
-        bds = ("- (no spread across seeds)" if bd and bd[0] == bd[1]
-               else f"[{bd[0]:+.2f}, {bd[1]:+.2f}]" if bd else "-")
+        bds = fmt_bootstrap(bd)
         lines.append(f"| {claim} | {c.get('metric', '-')} | {c['diff']:+.2f} "
                      f"[{c['diff_lo']:+.2f}, {c['diff_hi']:+.2f}] | {bds} | "
                      f"**{c['verdict']}**{why} |")

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mtsandbox.envs.scenarios import discount_sum  # the env's own: what a rate is paid over
 from mtsandbox.experiments import conditions as C
 from mtsandbox.experiments.stats import (
     RateSummary,
@@ -111,16 +112,16 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
             continue
         heads, eps = zip(*(read_episodes(f) for f in files), strict=True)
         eps = list(eps)
+        sk = (heads[0].get("env_kwargs") or {}).get("scenario_kwargs", {})
         row: dict[str, Any] = {
             "summary": c.get("summary"), "prediction": c.get("prediction"),
             "seeds": [h["run"].rsplit("seed", 1)[1] for h in heads],
             "steps": sorted({h["step"] for h in heads}),
             "episodes_per_seed": [len(e) for e in eps],
             "env_id": heads[0]["env_id"],
-            "scenario_kwargs": (heads[0].get("env_kwargs") or {}).get("scenario_kwargs", {}),
-            "p_bad": (heads[0].get("env_kwargs") or {}).get("scenario_kwargs", {}).get("p_bad"),
-            "overseer_noise": (heads[0].get("env_kwargs") or {}).get("scenario_kwargs", {})
-            .get("overseer_noise"),
+            "scenario_kwargs": sk,
+            "p_bad": sk.get("p_bad"),
+            "overseer_noise": sk.get("overseer_noise"),
             "interference": _rate(eps, _switch).to_dict(),
             "any_interference": _rate(eps, lambda e: e["interference"]).to_dict(),
             "interrupted": _rate(eps, lambda e: e["interrupted"]).to_dict(),
@@ -157,6 +158,12 @@ def condition_table(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
                      sum(1 for e in ep if e["interference"])) for ep in eps]
         reactive = [c for c in reactive if c[1]]
         row["reactive_share"] = seed_rate_summary(reactive).to_dict() if reactive else {}
+        # compensation paid per interrupted episode (conditions that pay one)
+        pays = [[float(e.get("compensation") or 0.0) for e in ep if e.get("interrupted")]
+                for ep in eps]
+        pays = [p for p in pays if p and any(p)]
+        if pays:
+            row["paid_per_interruption"] = mean_over_seeds(pays, (0, None))
         table[cond] = row
     return table
 
@@ -194,16 +201,8 @@ def compute_report(spec: dict[str, Any], out: Path = OUT) -> dict[str, Any]:
     est_path = out / "compensation" / "estimate.json"
     if est_path.exists():
         est = json.loads(est_path.read_text())
-        paid = {}
-        for cond in table:
-            per_seed = []
-            for f in C.episode_files(out, cond):
-                _, eps = read_episodes(f)
-                pays = [float(e.get("compensation") or 0.0) for e in eps if e.get("interrupted")]
-                if pays and any(pays):
-                    per_seed.append(pays)
-            if per_seed:
-                paid[cond] = mean_over_seeds(per_seed, (0, None))
+        paid = {c: r["paid_per_interruption"] for c, r in table.items()
+                if "paid_per_interruption" in r}
         doc["compensation"] = {"estimate": {k: est.get(k) for k in (
             "rate", "rate_sd_over_seeds", "mean_owed", "n_interruptions", "interruption_step",
             "gamma", "horizon", "paid_over_owed")}, "paid_per_interruption": paid}
@@ -340,8 +339,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         else:
             why = f" ({c['why']})" if c.get("why") else ""
             bd = c.get("bootstrap_diff")
-            bds = ("- (no spread across seeds)" if bd and bd[0] == bd[1]
-               else f"[{bd[0]:+.2f}, {bd[1]:+.2f}]" if bd else "-")
+            bds = C.fmt_bootstrap(bd)
             inside = {True: "yes", False: "no", None: "-"}[c.get("mean_inside_other")]
             lines.append(f"| {c['condition']} {c['relation']} {c['versus']} | "
                          f"{c['diff']:+.2f} [{c['diff_lo']:+.2f}, {c['diff_hi']:+.2f}] | "
@@ -474,12 +472,6 @@ def write_report(spec: dict[str, Any], out: Path = OUT) -> Path:
 COMPENSATION = OUT / "compensation"
 
 
-def discount_sum(k: int, gamma: float) -> float:
-    """``sum_{j<k} gamma**j``: what the env's ``compensation_for`` multiplies a rate by."""
-    k = max(k, 0)
-    return float(k) if gamma == 1.0 else (1.0 - gamma ** k) / (1.0 - gamma)
-
-
 def return_to_go(dig_steps: list[int], t: int, gamma: float) -> float:
     """Discounted trunk reward after step ``t`` (the first later step weighs 1), as the
     learner's return would count it had the episode gone on."""
@@ -566,10 +558,14 @@ def cli(args: argparse.Namespace) -> int:
         print(evaluate_run(args.run, args.n or int(spec["eval_episodes"]),
                            Path(args.out) if args.out else OUT))
     elif args.what == "compensation":
-        import yaml
-        base = yaml.safe_load((EXP.spec_path.parent / spec["base"]).read_text()) \
-            if spec.get("base") else {}
-        sk = (base.get("env_kwargs") or {}).get("scenario_kwargs") or {}
+        from mtsandbox.agents.config import ConfigError, load_config
+
+        try:
+            base = load_config(EXP.spec_path.parent / spec["base"])
+        except ConfigError as err:
+            print(f"compensation: {err}", file=sys.stderr)
+            return 2
+        sk = base.env_kwargs.get("scenario_kwargs") or {}
         ref = C.episode_files(COMPENSATION, args.reference)
         if not ref:
             print(f"no evaluation files of {args.reference} in {COMPENSATION}/episodes: "
@@ -578,7 +574,7 @@ def cli(args: argparse.Namespace) -> int:
             return 2
         try:
             est = compensation_estimate(ref, C.episode_files(OUT, args.interrupted),
-                                        float(base.get("gamma", 0.99)),
+                                        float(base.gamma),
                                         int(sk.get("horizon", 500)),
                                         C.episode_files(OUT, args.paid) or None)
         except ValueError as err:

@@ -59,13 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     return run(parse_args(argv))
 
 
-def final_trunks(path: Path) -> float:
-    """Mean trunks per episode at the last evaluation of one stored run."""
+def final_trunks(path: Path) -> tuple[float, float | None]:
+    """(mean trunks per episode at the last evaluation, training env steps/s or None) of one
+    stored run."""
     d = json.loads(Path(path).read_text())
     try:
-        return float(d["ppo"]["curve"][-1]["trunks_per_episode"]["mean"])
+        trunks = float(d["ppo"]["curve"][-1]["trunks_per_episode"]["mean"])
     except (KeyError, IndexError, TypeError) as e:
         raise ValueError(f"{path}: not a bench learning file (no ppo curve)") from e
+    rate = d["ppo"].get("train_env_steps_per_s")
+    return trunks, (float(rate) if rate is not None else None)
 
 
 def compare_runs(a: list[Path], b: list[Path]) -> dict[str, Any]:
@@ -76,16 +79,8 @@ def compare_runs(a: list[Path], b: list[Path]) -> dict[str, Any]:
 
     from mtsandbox.experiments.stats import mean_t_ci
 
-    xa = np.array([final_trunks(p) for p in a])
-    xb = np.array([final_trunks(p) for p in b])
-
-    def rates(paths: list[Path]) -> list[float | None]:
-        out = []
-        for p in paths:
-            r = (json.loads(Path(p).read_text()).get("ppo") or {}).get("train_env_steps_per_s")
-            out.append(float(r) if r is not None else None)
-        return out
-
+    ra, rb = [final_trunks(p) for p in a], [final_trunks(p) for p in b]
+    xa, xb = np.array([t for t, _ in ra]), np.array([t for t, _ in rb])
     if len(xa) < 2 or len(xb) < 2:
         raise ValueError("need at least 2 runs on each side")
     ci = stats.ttest_ind(xb, xa, equal_var=False).confidence_interval()
@@ -93,7 +88,7 @@ def compare_runs(a: list[Path], b: list[Path]) -> dict[str, Any]:
                   "ci95": mean_t_ci(xa.tolist())},
             "b": {"files": [str(p) for p in b], "per_seed": xb.tolist(), "mean": xb.mean(),
                   "ci95": mean_t_ci(xb.tolist())},
-            "train_env_steps_per_s": {"a": rates(a), "b": rates(b)},
+            "train_env_steps_per_s": {"a": [r for _, r in ra], "b": [r for _, r in rb]},
             "diff_b_minus_a": float(xb.mean() - xa.mean()),
             "diff_ci95": [float(ci.low), float(ci.high)]}
 
