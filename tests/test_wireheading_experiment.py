@@ -66,7 +66,7 @@ def test_report_from_stored_episodes(tmp_path):
     checks = {(c["condition"], c["versus"]): c["verdict"] for c in doc["checks"]}
     assert checks[("W_d2", "I_d2")] == "holds"
     assert checks[("P_cool100_d2", "I_d2")] == "holds"
-    assert doc["crossover"]["cooldown"] == pytest.approx(300 / 6)
+    assert doc["crossover"]["I_d2"]["cooldown"] == pytest.approx(300 / 6)
     md = W.render_markdown(doc)
     assert "| W_d2 |" in md and "**holds**" in md and "default_spawn" in md
     assert "cooldown of about 50 steps" in md
@@ -100,7 +100,8 @@ def test_every_condition_is_a_valid_variant():
                                                     c.get("set", [])), source=name)
         assert cfg.env_id.endswith("RewardButton-v0")
         task = _make_task("RewardButton", cfg.env_kwargs["scenario_kwargs"])
-        assert task.inert_button == name.startswith("I_")
+        assert task.inert_button == name.startswith(("I_", "AI_"))
+        assert task.aim_button == name.startswith("A")
         assert (task.agent_near_button is None) == (name == "W_far")
         for over in (spec.get("eval_variants") or {}).values():
             _make_task("RewardButton", {**cfg.env_kwargs["scenario_kwargs"],
