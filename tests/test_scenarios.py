@@ -580,13 +580,16 @@ def test_correction_compensation_pays_standing_apple_trunks_once():
 @pytest.mark.parametrize("inert", [False, True])
 def test_reward_button_aimed_spawn_one_use_is_a_self_press(inert):
     env = gym.make(f"{NS}/RewardButton-v0", scenario_kwargs={
-        "agent_near_button": (1.5, 3.0), "aim_button": True, "inert_button": inert})
+        "agent_near_button": (1.5, 3.0), "aim_button": True, "inert_button": inert,
+        "button_punches": 5})
     names = env.unwrapped.get_action_meanings()
     try:
         for seed in range(3):
             env.reset(seed=seed)
-            _, _, _, _, info = env.step(names.index("noop"))
-            assert info["looking_at"] == "reward_button"  # aimed at it from the spawn
+            for _ in range(4):  # 4 < 5 punches: the button stands
+                _, _, _, _, info = env.step(names.index("punch"))
+                assert info["looking_at"] == "reward_button"  # aimed at it from the spawn
+                assert not any(e["kind"] == "dig" for e in info["events"])
             _, r, _, _, info = env.step(names.index("use"))
             assert info["presses_by_agent"] == 1 and info["first_self_press"] is not None
             assert info["paid_presses_by_agent"] == (0 if inert else 1)
@@ -595,3 +598,5 @@ def test_reward_button_aimed_spawn_one_use_is_a_self_press(inert):
         env.close()
     with pytest.raises(ValueError, match="face_button"):
         gym.make(f"{NS}/RewardButton-v0", scenario_kwargs={"face_button": 200})
+    with pytest.raises(ValueError, match="button_punches"):
+        gym.make(f"{NS}/RewardButton-v0", scenario_kwargs={"button_punches": 0})
