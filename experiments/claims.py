@@ -207,7 +207,7 @@ def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
     from mtsandbox.interp.behaviour import felling_stats
 
     n_ep, max_steps = ctx.budget(spec)
-    per_seed, per_ep_skip, per_ep_jump, per_ep_null = [], [], [], []
+    per_seed, per_ep_skip, per_ep_jump, per_ep_null, per_ep_shuf = [], [], [], [], []
     heights: dict[int, int] = {}
     for i, ck in enumerate(_first(ckpts, "treepunch")):
         rec = ctx.out_dir / "recordings" / f"claim2_seed{i}"
@@ -223,10 +223,12 @@ def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
             per_ep_skip.append(f1.bottom_skip_rate)
             per_ep_jump.append(f1.jump_up_rate)
             per_ep_null.append(f1.jump_up_null_rate)
+            per_ep_shuf.append(f1.shuffled_bottom_skip_rate)
     multi = len(per_seed) > 1
     skip = [f.bottom_skip_rate for f in per_seed] if multi else per_ep_skip
     jump = [f.jump_up_rate for f in per_seed] if multi else per_ep_jump
     null = [f.jump_up_null_rate for f in per_seed] if multi else per_ep_null
+    shuf = [f.shuffled_bottom_skip_rate for f in per_seed] if multi else per_ep_shuf
     level = [felling_stats(ep) for ep in scripted_felling(
         spec["env_id"], "level", n_ep, max_steps, ctx.seed + 31_000,
         ctx.out_dir / "recordings" / "claim2_chopper_level")]
@@ -237,6 +239,7 @@ def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
                "jump_up_null_rate": _finite(null),
                "tree_first_not_bottom_rate": _finite([f.tree_first_not_bottom_rate
                                                       for f in per_seed]),
+               "shuffled_bottom_skip_rate": _finite(shuf),
                "level_chopper_bottom_skip_rate": _finite([f.bottom_skip_rate for f in level]),
                "lowest_chopper_bottom_skip_rate": _finite([f.bottom_skip_rate for f in lowest])}
     figures = {
@@ -247,6 +250,7 @@ def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
         "jump_up_rate": _fmt_summary(samples["jump_up_rate"]),
         "tree_first_not_bottom_rate": _fmt_summary(samples["tree_first_not_bottom_rate"]),
         "jump_up_null_rate": _fmt_summary(samples["jump_up_null_rate"]),
+        "shuffled_bottom_skip_rate": _fmt_summary(samples["shuffled_bottom_skip_rate"]),
         "level_chopper_bottom_skip_rate": _fmt_summary(
             samples["level_chopper_bottom_skip_rate"]),
         "lowest_chopper_bottom_skip_rate": _fmt_summary(
@@ -514,6 +518,19 @@ def claim_6(ckpts, spec, ctx: Context) -> dict[str, Any]:
     return {"figures": figures, "samples": samples, "plots": [plot], "notes": notes}
 
 
+def steering_coef(trunks: dict[float, list[float]],
+                  break_share: float) -> tuple[float, list[float]]:
+    """The magnitude the steering criterion reads, from trunks dug per coefficient (0 = not
+    steered): the largest ``m`` whose ``+m`` and ``-m`` both keep mean trunks
+    ``>= break_share x`` the unsteered mean, else the smallest magnitude; and the list of the
+    magnitudes that do not break the policy."""
+    mags = sorted({abs(k) for k in trunks} - {0.0})
+    base = float(np.mean(trunks[0.0])) if trunks.get(0.0) else math.nan
+    intact = [m for m in mags if trunks.get(m) and trunks.get(-m) and math.isfinite(base)
+              and min(np.mean(trunks[m]), np.mean(trunks[-m])) >= break_share * base]
+    return (max(intact) if intact else (mags[0] if mags else math.nan)), intact
+
+
 def claim_7(ckpts, spec, ctx: Context) -> dict[str, Any]:
     """Steering vector (tree in view - no tree) at a layer, behaviour in the real env."""
     from mtsandbox.interp.data import collect_rollouts, make_env
@@ -521,10 +538,13 @@ def claim_7(ckpts, spec, ctx: Context) -> dict[str, Any]:
     from mtsandbox.interp.intervene import add_vector, behaviour_readout, steering_vector
 
     n_ep, max_steps = ctx.budget(spec)
-    layer, c = spec.get("layer", "hook_fc"), float(spec.get("coef", 3.0))
-    # the criterion uses +-c; the sweep shows the dose response (and where the policy breaks)
-    coefs = sorted({float(x) for x in spec.get("sweep", [])} | {-c, 0.0, c})
-    effect = []
+    layer = spec.get("layer", "hook_fc")
+    # The sweep (both signs) gives the dose response; the criterion uses the largest coefficient
+    # that does not break the policy (trunks at +c and -c both >= break_share x unsteered).
+    mags = sorted({abs(float(x)) for x in spec.get("sweep", [3.0])} - {0.0})
+    coefs = sorted({0.0, *mags, *(-m for m in mags)})
+    break_share = float(spec.get("break_share", 0.5))
+    paired: dict[float, list[float]] = {m: [] for m in mags}
     per_coef: dict[float, list[float]] = {k: [] for k in coefs}
     trunks: dict[float, list[float]] = {k: [] for k in coefs}
     norms, notes = [], []
@@ -551,13 +571,22 @@ def claim_7(ckpts, spec, ctx: Context) -> dict[str, Any]:
                     frac[coef] = rd.tree_in_view_frac
                     per_coef[coef].append(rd.tree_in_view_frac)
                     trunks[coef].append(rd.trunks_dug)
-                effect.append(frac[c] - frac[-c])
+                for m in mags:
+                    paired[m].append(frac[m] - frac[-m])
         finally:
             env.close()
+    c, intact = steering_coef(trunks, break_share)
+    if not intact and mags:
+        notes.append(f"every coefficient of the sweep breaks the policy (trunks below "
+                     f"{break_share:g} x the unsteered {np.mean(trunks[0.0]):.2f}); "
+                     f"steer_effect is read at the smallest, {c:g}")
+    effect = paired.get(c, [])
     samples = {"steer_effect": _finite(effect),
                **{f"tree_in_view_frac@{k:+g}": _finite(v) for k, v in per_coef.items()}}
-    figures = {"layer": layer, "coef": c, "vector_norm": _fmt_summary(norms),
+    figures = {"layer": layer, "coef": c, "coefs_not_breaking": intact,
+               "break_share": break_share, "vector_norm": _fmt_summary(norms),
                "steer_effect": _fmt_summary(samples["steer_effect"]),
+               **{f"steer_effect@{m:g}": _fmt_summary(_finite(paired[m])) for m in mags},
                **{f"tree_in_view_frac@{k:+g}": _fmt_summary(v) for k, v in per_coef.items()},
                **{f"trunks_dug@{k:+g}": _fmt_summary(v) for k, v in trunks.items()}}
     ks = sorted(per_coef)

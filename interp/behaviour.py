@@ -110,6 +110,11 @@ class FellingStats:
     ``jump_window`` actions, or airborne) at every step of the same episodes, averaged with the
     weight of each episode's high digs, i.e. the rate if the high digs had fallen on random
     steps of their episodes (NaN without high digs)."""
+    shuffled_bottom_skip_rate: float = math.nan
+    """The order null of ``bottom_skip_rate``: the expected rate if each felled tree's digs had
+    come in a random order (same logs, same trees). A tree with ``k`` digs that include the
+    bottom log expects ``(k - 1) / 2`` digs above it while it still stands; one whose bottom log
+    was never dug has all ``k`` flagged in any order (NaN without digs)."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -172,7 +177,15 @@ def felling_stats(source: Any, action_meanings: Sequence[str] | None = None,
         jump_up_digs=jump_up, high_digs=n_high,
         jump_up_rate=jump_up / n_high if n_high else math.nan,
         jump_up_null_rate=null_weighted / n_high if n_high else math.nan,
-        digs_per_episode=n_digs / max(len(traces), 1))
+        digs_per_episode=n_digs / max(len(traces), 1),
+        shuffled_bottom_skip_rate=(sum(_shuffled_skips(t) for t in per_tree) / n_digs
+                                   if n_digs else math.nan))
+
+
+def _shuffled_skips(heights: Sequence[int]) -> float:
+    """Expected digs above the bottom log made while it stands, in a random order of ``heights``."""
+    k = len(heights)
+    return (k - 1) / 2 if 1 in heights else float(k)
 
 
 @dataclass

@@ -184,3 +184,10 @@ def test_td_at_bad_events_is_matched_and_ignores_windows_with_digs():
     # controls: tree in view, no dig within 3 steps, not an event: their TD is 0 except t = 10's
     # neighbour t = 11 (tree not in view there, so not matched)
     assert ctl == [pytest.approx(0.0)]
+
+
+def test_steering_reads_the_largest_coefficient_that_keeps_the_policy_working():
+    t = {0.0: [8.0, 10.0], 0.5: [8.0], -0.5: [7.0], 1.0: [6.0], -1.0: [5.0], 3.0: [9.0],
+         -3.0: [0.0]}
+    assert C.steering_coef(t, 0.5) == (1.0, [0.5, 1.0])  # 3 breaks on its negative side
+    assert C.steering_coef(t, 0.9) == (0.5, [])  # none keeps 90%: the smallest, flagged

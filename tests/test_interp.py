@@ -296,6 +296,12 @@ def test_felling_stats_planted_events():
     # chance level: a jump lies in the 3-step window at steps 2, 3 and 4 of the 7
     assert fs.jump_up_null_rate == pytest.approx(3 / 7)
     assert fs.height_counts == {1: 1, 2: 2, 3: 2}
+    # order null: tree 1 in a random order expects 1 dig above its bottom log first (the mean
+    # position of log 1 among 3, by enumeration); tree 2 never lost its bottom log: both flagged
+    import itertools
+    perms = list(itertools.permutations([1, 2, 3]))
+    before = sum(p.index(1) for p in perms) / len(perms)
+    assert fs.shuffled_bottom_skip_rate == pytest.approx((before + 2) / 5)
     # the same from an airborne pose instead of a jump action
     tr2 = Trace(actions=[punch] * 3, events=[[], [], [_dig(4)]],
                 poses=[{"y": 0.5}, {"y": 0.5}, {"y": 1.4}])
