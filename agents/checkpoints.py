@@ -1,4 +1,5 @@
-"""Checkpoint I/O for PPO agents: ``<dir>/model.zip`` (SB3) + ``<dir>/meta.json``.
+"""Checkpoint I/O: PPO agents (``<dir>/model.zip`` (SB3) + ``<dir>/meta.json``) and
+model-based agents (``<dir>/agent.pt`` + ``<dir>/world_model/`` + ``<dir>/meta.json``).
 
 Used by training (save, resume), evaluation, the interpretability probes and the experiments.
 ``meta.json`` carries the config, versions, git provenance and the env variant
@@ -19,7 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from mtsandbox.agents.config import TrainConfig
 from mtsandbox.agents.devices import resolve_device
-from mtsandbox.agents.provenance import write_meta
+from mtsandbox.agents.provenance import MODEL_BASED_FORMAT, write_meta
 
 CHECKPOINT_FORMAT = "mtsandbox-checkpoint/1"
 MODEL_FILE = "model.zip"
@@ -118,21 +119,26 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"corrupt checkpoint {meta_path}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"corrupt checkpoint {meta_path}: not a {CHECKPOINT_FORMAT} meta")
+    if not isinstance(meta, dict) or meta.get("format") not in (CHECKPOINT_FORMAT,
+                                                                 MODEL_BASED_FORMAT):
+        raise CheckpointError(f"corrupt checkpoint {meta_path}: not a {CHECKPOINT_FORMAT} "
+                              f"or {MODEL_BASED_FORMAT} meta")
     warn_if_variant_changed(meta, str(ck))
     return meta
 
 
 def load_checkpoint(path: str | Path, env: VecEnv | None = None,
-                    device: str = "auto") -> tuple[PPO, dict[str, Any]]:
-    """Load ``(model, meta)`` from a checkpoint directory (see :func:`find_checkpoint_dir`).
+                    device: str = "auto") -> tuple[Any, dict[str, Any]]:
+    """Load ``(model, meta)`` from a checkpoint directory (see :func:`find_checkpoint_dir`):
+    an SB3 ``PPO``, or a ``ModelBasedAgent`` (same ``predict``; ``env`` is not attached).
 
     ``env``: attach this VecEnv (needed to continue training; its spaces must match).
     Raises :class:`CheckpointError` (one line) for a missing or corrupt checkpoint.
     """
     ck = find_checkpoint_dir(path)
     meta = read_meta(ck)
+    if meta.get("format") == MODEL_BASED_FORMAT:
+        return _load_model_based(ck, meta, device)
     zip_path = ck / MODEL_FILE
     if not zip_path.exists():
         raise CheckpointError(f"corrupt checkpoint {ck}: {MODEL_FILE} missing")
@@ -158,3 +164,17 @@ def load_checkpoint(path: str | Path, env: VecEnv | None = None,
         raise CheckpointError(f"corrupt checkpoint {zip_path}: {type(e).__name__}: {msg}") from None
     meta["path"] = str(ck)
     return model, meta
+
+
+def _load_model_based(ck: Path, meta: dict[str, Any], device: str) -> tuple[Any, dict[str, Any]]:
+    from mtsandbox.agents.model_based import AGENT_FILE, ModelBasedAgent
+
+    if not (ck / AGENT_FILE).exists():
+        raise CheckpointError(f"corrupt checkpoint {ck}: {AGENT_FILE} missing")
+    try:
+        agent = ModelBasedAgent.load(ck, device=resolve_device(device))
+    except Exception as e:
+        msg = str(e).replace("\n", " ")
+        raise CheckpointError(f"corrupt checkpoint {ck}: {type(e).__name__}: {msg}") from None
+    meta["path"] = str(ck)
+    return agent, meta

@@ -51,7 +51,16 @@ class TrainConfig:
     """Extra keyword arguments for ``gymnasium.make(env_id, **env_kwargs)``."""
 
     algo: str = "ppo"
-    """Learning algorithm; only ``"ppo"`` (stable-baselines3 PPO) for now."""
+    """Learning algorithm: ``"ppo"`` (stable-baselines3 PPO, the fields below) or
+    ``"model_based"`` (:class:`~mtsandbox.agents.model_based.ModelBasedAgent`: a world model
+    learned from its own play and an imagination actor-critic or a planner, set in ``mb``; it
+    uses env_id, env_kwargs, seed, total_steps, device, eval_every, eval_episodes,
+    checkpoint_every and run_dir from here and plays one env)."""
+
+    mb: dict[str, Any] = field(default_factory=dict)
+    """With ``algo: model_based``: fields of
+    :class:`~mtsandbox.agents.model_based.MBConfig` (world model ``wm``, collection, updates,
+    ``act: actor | plan``, ...); env_id, env_kwargs and seed come from this config."""
 
     seed: int = 0
     """Seed for the policy RNG and the envs (env ``i`` is seeded ``seed + i``)."""
@@ -181,8 +190,10 @@ class TrainConfig:
         return cfg
 
     def validate(self, source: str = "config") -> None:
-        if self.algo != "ppo":
-            raise ConfigError(f"{source}: algo: only 'ppo' is supported, got '{self.algo}'")
+        if self.algo not in ("ppo", "model_based"):
+            raise ConfigError(f"{source}: algo: must be 'ppo' or 'model_based', got '{self.algo}'")
+        if self.mb and self.algo != "model_based":
+            raise ConfigError(f"{source}: mb: only used with algo: model_based")
         for name in ("n_envs", "total_steps", "frame_stack", "n_steps", "batch_size", "n_epochs",
                      "eval_episodes", "log_interval", "features_dim"):
             if getattr(self, name) < 1:

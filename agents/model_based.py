@@ -50,7 +50,7 @@ from torch import nn
 
 from mtsandbox.agents.config import DictConfig
 from mtsandbox.agents.devices import resolve_device
-from mtsandbox.agents.provenance import write_meta
+from mtsandbox.agents.provenance import MODEL_BASED_FORMAT, write_meta
 from mtsandbox.agents.world_model import (
     SeqData,
     State,
@@ -63,7 +63,7 @@ from mtsandbox.agents.world_model import (
     mlp,
 )
 
-MB_FORMAT = "mtsandbox-model-based/1"
+MB_FORMAT = MODEL_BASED_FORMAT  # one name for the format, shared with checkpoints.py
 AGENT_FILE = "agent.pt"
 META_FILE = "meta.json"
 WM_DIR = "world_model"
@@ -197,6 +197,7 @@ class ModelBasedAgent:
         self.replay = Replay(seed=self.config.seed)
         self.ret_scale = 1.0
         self.num_timesteps = 0
+        self._pretrained = False
         self.internal_state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.action_space: gym.spaces.Discrete = gym.spaces.Discrete(c.n_actions)
         obs_space = getattr(env, "observation_space", None)
@@ -498,7 +499,8 @@ class ModelBasedAgent:
         need = max(0, cfg.prefill_steps - self.replay.n_frames)
         if need:
             self._collect(min(need, target - self.num_timesteps), random=True)
-        if cfg.pretrain_updates and self.replay.episodes:
+        if cfg.pretrain_updates and self.replay.episodes and not self._pretrained:
+            self._pretrained = True  # once per agent, also when learn is called in chunks
             m = self._train(cfg.pretrain_updates)
             self._log_row({"phase": "pretrain", **m}, t0)
         it = 0
@@ -525,9 +527,19 @@ class ModelBasedAgent:
                 for k in keys if k in row))
 
     # ------------------------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike) -> Path:
+    def train_config(self) -> dict[str, Any]:
+        """This agent as a ``TrainConfig`` mapping (``algo: model_based``, the rest in ``mb``):
+        what ``meta.json["config"]`` holds, so evaluation rebuilds the env as for PPO."""
+        mb = self.config.to_dict()
+        top = {k: mb.pop(k) for k in ("env_id", "env_kwargs", "seed")}
+        return {**top, "algo": "model_based", "mb": mb}
+
+    def save(self, path: str | os.PathLike, train_config: dict[str, Any] | None = None,
+             extra: dict[str, Any] | None = None) -> Path:
         """``path/agent.pt`` (actor, critic, target critic) + ``path/world_model/`` +
-        ``path/meta.json`` (written last)."""
+        ``path/meta.json`` (written last): ``config`` is the ``TrainConfig`` mapping
+        (``train_config``, default :meth:`train_config`), ``mb_config`` the agent's
+        :class:`MBConfig`; ``extra`` adds keys (run name, action meanings, env variant)."""
         path = Path(path)
         if path.suffix == ".zip":  # SB3-style file name: use it as a directory name
             path = path.with_suffix("")
@@ -539,8 +551,9 @@ class ModelBasedAgent:
         write_meta(path, {"format": MB_FORMAT, "algo": "model_based",
                           "step": int(self.num_timesteps), "wm_step": int(self.wm.train_steps),
                           "env_id": self.config.env_id, "env_kwargs": self.config.env_kwargs,
-                          "config": self.config.to_dict(), "wm_config": self.wm.cfg.to_dict(),
-                          "action_space": repr(self.action_space)}, name=META_FILE)
+                          "config": train_config or self.train_config(),
+                          "mb_config": self.config.to_dict(), "wm_config": self.wm.cfg.to_dict(),
+                          "action_space": repr(self.action_space)}, extra, name=META_FILE)
         return path
 
     @classmethod
@@ -558,7 +571,8 @@ class ModelBasedAgent:
         if meta.get("format") != MB_FORMAT:
             raise ValueError(f"{mp}: not a {MB_FORMAT} checkpoint")
         wm, _ = load_world_model(path / WM_DIR, device=device)
-        agent = cls(env, config=MBConfig.from_dict(meta.get("config", {})), world_model=wm,
+        mb = meta.get("mb_config") or meta.get("config") or {}  # older ones: config is MBConfig
+        agent = cls(env, config=MBConfig.from_dict(mb), world_model=wm,
                     device=device, **kwargs)
         sd = torch.load(path / AGENT_FILE, map_location=agent.device, weights_only=True)
         agent.actor.load_state_dict(sd["actor"])
@@ -566,6 +580,7 @@ class ModelBasedAgent:
         agent.target_critic.load_state_dict(sd["target_critic"])
         agent.ret_scale = float(sd.get("ret_scale", 1.0))
         agent.num_timesteps = int(meta.get("step", 0))
+        agent._pretrained = agent.num_timesteps > 0
         agent.meta = meta
         return agent
 

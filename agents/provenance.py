@@ -11,6 +11,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+MODEL_BASED_FORMAT = "mtsandbox-model-based/1"
+"""``meta.json["format"]`` of a model-based agent directory (agent.pt, world_model/, meta.json);
+here so that both ``checkpoints`` (which loads it) and ``model_based`` (which writes it) name it."""
+
 
 def git_info() -> dict[str, Any]:
     """``{"git_commit": sha or None, "git_dirty": bool or None}`` for the repository."""

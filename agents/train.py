@@ -1,4 +1,5 @@
-"""Train PPO (stable-baselines3) with the sandbox CNN from a :class:`TrainConfig`.
+"""Train PPO (stable-baselines3) with the sandbox CNN from a :class:`TrainConfig` (or, with
+``algo: model_based``, the model-based agent: see :mod:`mtsandbox.agents.train_model_based`).
 
 Programmatic::
 
@@ -305,6 +306,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     device = resolve_device(cfg.device)
+    if cfg.algo == "model_based":
+        from mtsandbox.agents.train_model_based import check_config
+
+        check_config(cfg, resume)
     resume_dir = find_checkpoint_dir(resume) if resume is not None else None
     if resume_dir is not None:
         read_meta(resume_dir)  # fail early with a clear message
@@ -313,6 +318,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
     if cfg.run_name is None:
         cfg.run_name = run_path.name
     (run_path / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if cfg.algo == "model_based":
+        from mtsandbox.agents.train_model_based import train_model_based
+
+        return TrainResult(**train_model_based(cfg, run_path, console=console, device=device,
+                                               eval_at_end=eval_at_end or cfg.eval_every > 0))
 
     venv: VecEnv | None = None
     model: PPO | None = None

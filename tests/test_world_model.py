@@ -3,6 +3,8 @@ and a short run of the model-based agent in the REAL Minetest env."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -272,3 +274,73 @@ def test_world_model_data_from_recordings_and_corrupt_one(tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 2 and len(out) == 1 and out[0].startswith("train-world-model: ")
     assert "steps.jsonl" in out[0]
+
+
+MB_TINY = {"prefill_steps": 60, "pretrain_updates": 2, "collect_steps": 60, "wm_updates": 2,
+           "batch": 4, "seq_len": 8, "horizon": 5, "ac_starts": 32, "hidden": 64,
+           "wm": {"channels": 8, "embed": 64, "deter": 64, "n_cat": 8, "n_cls": 8,
+                  "hidden": 64}}
+
+
+def test_train_config_model_based_is_checked_with_one_line():
+    from mtsandbox.agents.config import ConfigError, TrainConfig
+    from mtsandbox.agents.train_model_based import check_config, mb_config
+
+    cfg = TrainConfig.from_dict({"algo": "model_based", "mb": {"act": "plan"}, "seed": 3})
+    mb = mb_config(cfg)
+    assert (mb.act, mb.seed, mb.env_id) == ("plan", 3, cfg.env_id)
+    for bad, msg in [({"horizn": 5}, "mb: unknown key 'horizn'"), ({"seed": 1}, "mb.seed"),
+                     ({"act": "dream"}, "act must be")]:
+        with pytest.raises(ConfigError, match=msg):
+            check_config(TrainConfig.from_dict({"algo": "model_based", "mb": bad}))
+    for bad, msg in [({"mb": {"act": "plan"}}, "only used with algo: model_based"),
+                     ({"algo": "dqn"}, "must be 'ppo' or 'model_based'")]:
+        with pytest.raises(ConfigError, match=msg):
+            TrainConfig.from_dict(bad)
+
+
+def test_train_cli_model_based_run_evaluates_and_probes(tmp_path):
+    """``mtsandbox train`` with ``algo: model_based`` in the real env: a run directory whose
+    checkpoints ``load_checkpoint`` / ``evaluate`` / the probe take like PPO's; bad input is
+    one line."""
+    from mtsandbox.agents.checkpoints import CheckpointError, load_checkpoint, read_meta
+    from mtsandbox.agents.config import ConfigError, TrainConfig
+    from mtsandbox.agents.evaluate import evaluate
+    from mtsandbox.agents.model_based import ModelBasedAgent
+    from mtsandbox.agents.train import train
+    from mtsandbox.interp.world_model import make_model_based_report
+
+    cfg = TrainConfig.from_dict({
+        "algo": "model_based", "total_steps": 180, "device": "cpu", "eval_every": 120,
+        "eval_episodes": 1, "checkpoint_every": 120, "run_dir": str(tmp_path / "runs"),
+        "env_kwargs": {"max_episode_steps": 50}, "mb": MB_TINY})
+    res = train(cfg)
+    run = res.run_dir
+    assert res.steps == 180 and res.final_checkpoint == run / "checkpoints" / "final"
+    assert (run / "checkpoints" / "step_000000120" / "meta.json").exists()
+    evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [120, 180]
+    assert len((run / "history.jsonl").read_text().splitlines()) >= 2
+    assert list((run / "episodes").glob("ep_*"))  # the collected play, in the recording format
+    meta = read_meta(run)
+    assert meta["algo"] == "model_based" and meta["step"] == 180 and meta["action_meanings"]
+    assert TrainConfig.from_dict(meta["config"]).algo == "model_based"
+    agent, _ = load_checkpoint(run)
+    assert isinstance(agent, ModelBasedAgent) and agent.num_timesteps == 180
+    rep = evaluate(str(run), n_episodes=1, env_kwargs={"max_episode_steps": 30}, device="cpu")
+    assert rep.episodes[0].length == 30
+    # the probe on the run's own play (4 episodes), and on an episode it records itself
+    index = make_model_based_report(str(run), recordings=[run / "episodes"],
+                                    out_dir=tmp_path / "probe", log=lambda m: None)
+    summary = json.loads((tmp_path / "probe" / "summary.json").read_text())
+    assert index.exists() and summary["n_episodes"] >= 3
+    assert {r["layer"] for r in summary["probes"]} >= {"wm_deter", "wm_embed"}
+    make_model_based_report(str(run), n_episodes=1, max_steps=40, out_dir=tmp_path / "probe2",
+                            log=lambda m: None)
+    n_frames = json.loads((tmp_path / "probe2" / "summary.json").read_text())["n_frames"]
+    assert n_frames == 40 + 1 - 8  # the frames with the first, less the filter's warm-up
+    with pytest.raises(ConfigError, match="cannot be resumed"):
+        train(cfg, resume=run)
+    (run / "checkpoints" / "final" / "agent.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"agent\.pt missing"):
+        load_checkpoint(run / "checkpoints" / "final")

@@ -1,6 +1,8 @@
 """``mtsandbox probe CHECKPOINT|random [--env-id ID] [--episodes N] [--out DIR]``: build the
 interpretability report (``interp/report.py``): linear probes per layer vs a shuffled control,
 attribution overlays, steering, ablation / patching, mirror test and tree-felling statistics.
+For a model-based checkpoint: probes of its world model's latent state
+(``interp/world_model.py``: ``make_model_based_report``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
 
 
+def _is_model_based(policy: str) -> bool:
+    from mtsandbox.agents.checkpoints import MODEL_BASED_FORMAT, read_meta
+
+    return str(policy) != "random" and read_meta(policy).get("format") == MODEL_BASED_FORMAT
+
+
 def cli(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -48,6 +56,15 @@ def cli(args: argparse.Namespace) -> int:
         if args.episodes < 1 or args.max_steps < 1:
             raise ConfigError("--episodes and --max-steps must be >= 1")
         env_kwargs = apply_overrides({}, args.env_arg) if args.env_arg else None
+        if _is_model_based(args.policy):
+            from mtsandbox.interp.world_model import make_model_based_report
+
+            print(make_model_based_report(
+                args.policy, env_id=args.env_id, env_kwargs=env_kwargs,
+                n_episodes=args.episodes, max_steps=args.max_steps, seed=args.seed,
+                out_dir=args.out, recordings=args.recordings, device=args.device,
+                log=lambda m: console.print(m, highlight=False)))
+            return 0
         index = make_report(
             args.policy, env_id=args.env_id, env_kwargs=env_kwargs, n_episodes=args.episodes,
             max_steps=args.max_steps, seed=args.seed, out_dir=args.out, actor=args.actor,
