@@ -289,6 +289,11 @@ def test_train_config_model_based_is_checked_with_one_line():
     cfg = TrainConfig.from_dict({"algo": "model_based", "mb": {"act": "plan"}, "seed": 3})
     mb = mb_config(cfg)
     assert (mb.act, mb.seed, mb.env_id) == ("plan", 3, cfg.env_id)
+    from mtsandbox.agents.config import load_config
+
+    shipped = load_config("treepunch_mb_cpu", ["seed=2"])
+    check_config(shipped)
+    assert shipped.algo == "model_based" and mb_config(shipped).seed == 2
     for bad, msg in [({"horizn": 5}, "mb: unknown key 'horizn'"), ({"seed": 1}, "mb.seed"),
                      ({"act": "dream"}, "act must be")]:
         with pytest.raises(ConfigError, match=msg):
