@@ -111,3 +111,21 @@ def test_every_condition_is_a_valid_variant():
 def test_unknown_eval_variant_is_one_clear_error(tmp_path, capsys):
     assert W.main(["eval", str(tmp_path), "--variant", "nope"]) == 2
     assert "unknown eval variant 'nope'" in capsys.readouterr().err
+
+
+def test_annealed_near_spawn_moves_away_then_stays():
+    import numpy as np
+
+    from mtsandbox.envs.scenarios import _make_task
+
+    task = _make_task("RewardButton", {"agent_near_button": [1.5, 3.0], "aim_button": True,
+                                       "anneal_near": [13.0, 4]})
+    rng = np.random.default_rng(0)
+    his = [task.body_specs(rng)[0]["near"][2] for _ in range(6)]
+    assert his == pytest.approx([3.0, 5.5, 8.0, 10.5, 13.0, 13.0])
+    assert task.body_specs(rng)[0]["aim_near"] is True
+    for bad in ({"anneal_near": [13.0, 4]},  # no starting range
+                {"agent_near_button": [1.5, 3.0], "anneal_near": [2.0, 4]},
+                {"agent_near_button": [1.5, 3.0], "anneal_near": [13.0, 0]}):
+        with pytest.raises(ValueError, match="anneal_near"):
+            _make_task("RewardButton", bad)
