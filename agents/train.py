@@ -322,7 +322,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
         from mtsandbox.agents.train_model_based import train_model_based
 
         return TrainResult(**train_model_based(cfg, run_path, console=console, device=device,
-                                               eval_at_end=eval_at_end or cfg.eval_every > 0))
+                                               eval_at_end=eval_at_end or cfg.eval_every > 0,
+                                               eval_at_start=eval_at_start))
 
     venv: VecEnv | None = None
     model: PPO | None = None

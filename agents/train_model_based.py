@@ -57,7 +57,7 @@ def check_config(cfg: TrainConfig, resume: Any = None) -> None:
 
 
 def train_model_based(cfg: TrainConfig, run_path: Path, *, console, eval_at_end: bool = True,
-                      device: str = "cpu") -> dict[str, Any]:
+                      eval_at_start: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Train ``cfg`` (``algo: model_based``) in ``run_path``; returns the ``TrainResult``
     fields (``train`` builds it)."""
     import gymnasium as gym
@@ -134,6 +134,8 @@ def train_model_based(cfg: TrainConfig, run_path: Path, *, console, eval_at_end:
     try:
         t_learn = time.perf_counter()
         try:
+            if eval_at_start:
+                run_eval()
             for mark in marks:
                 if mark > agent.num_timesteps:
                     agent.learn(mark - agent.num_timesteps)

@@ -362,8 +362,8 @@ def test_bench_learning_on_fake_env(tmp_path):
     data = json.loads(out.read_text())
     assert data["env_id"] == FAKE_SHAPED_ID
     assert data["random"]["episode_length"]["mean"] == 20 and data["random"]["env_steps_per_s"] > 0
-    assert [r["step"] for r in data["ppo"]["curve"]] == [0, 32, 64]
-    assert data["ppo"]["train_env_steps_per_s"] > 0
+    assert [r["step"] for r in data["agent"]["curve"]] == [0, 32, 64]
+    assert data["agent"]["train_env_steps_per_s"] > 0
 
 
 def test_init_from_copies_weights_into_a_new_run_and_can_reset_the_actor(trained, tmp_path):
@@ -418,3 +418,27 @@ def test_bench_train_measures_parts_and_ratio(tmp_path):
         assert saved[k] > 0 and saved[k] == pytest.approx(fig[k])
     want = 1 / (1 / saved["env_alone_steps_per_s"] + saved["update_ms_per_sample"] / 1000)
     assert saved["ceiling_steps_per_s"] == pytest.approx(want)
+
+
+def test_bench_learning_compare_gives_the_sample_efficiency_curve(tmp_path):
+    from mtsandbox.cli.bench_learning import compare_runs
+
+    def write(name, key, trunks):
+        curve = [{"step": s, "trunks_per_episode": {"mean": t}}
+                 for s, t in zip((0, 4000, 8000), trunks, strict=True)]
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps({key: {"curve": curve, "train_env_steps_per_s": 100.0}}))
+        return p
+
+    a = [write("ppo0", "ppo", [0, 1, 2]), write("ppo1", "agent", [0, 2, 3])]  # old and new key
+    b = [write("mb0", "agent", [0, 4, 6]), write("mb1", "agent", [1, 5, 8])]
+    res = compare_runs(a, b)
+    assert res["diff_b_minus_a"] == pytest.approx((6 + 8) / 2 - (2 + 3) / 2)
+    steps = {r["step"]: r for r in res["curve"]}
+    assert sorted(steps) == [0, 4000, 8000]
+    assert steps[4000]["diff_b_minus_a"] == pytest.approx(4.5 - 1.5)
+    lo, hi = steps[4000]["diff_ci95"]
+    assert lo < 3.0 < hi and hi - lo > 0
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a bench learning file"):
+        compare_runs([tmp_path / "bad.json", a[0]], b)

@@ -319,12 +319,12 @@ def test_train_cli_model_based_run_evaluates_and_probes(tmp_path):
         "algo": "model_based", "total_steps": 180, "device": "cpu", "eval_every": 120,
         "eval_episodes": 1, "checkpoint_every": 120, "run_dir": str(tmp_path / "runs"),
         "env_kwargs": {"max_episode_steps": 50}, "mb": MB_TINY})
-    res = train(cfg)
+    res = train(cfg, eval_at_start=True)  # as `mtsandbox bench learning` calls it
     run = res.run_dir
     assert res.steps == 180 and res.final_checkpoint == run / "checkpoints" / "final"
     assert (run / "checkpoints" / "step_000000120" / "meta.json").exists()
     evals = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in evals] == [120, 180]
+    assert [e["step"] for e in evals] == [0, 120, 180]
     assert len((run / "history.jsonl").read_text().splitlines()) >= 2
     assert list((run / "episodes").glob("ep_*"))  # the collected play, in the recording format
     meta = read_meta(run)

@@ -1,4 +1,5 @@
-"""Learning benchmark: PPO (sandbox CNN) vs a uniformly random policy on one env id.
+"""Learning benchmark: PPO (sandbox CNN), or any training config (``algo: model_based`` too),
+vs a uniformly random policy on one env id.
 
 Reports trunks dug per episode (episode sum of ``info["hidden_performance"]``; episodes are 500
 steps on the TreePunch envs) for the random policy and for PPO evaluated every K env steps
@@ -8,6 +9,9 @@ updates, evaluations excluded; random: env stepping only). Prints a table and wr
     mtsandbox bench learning                                   # TreePunchShaped, 100k steps
     mtsandbox bench learning --steps 20000 --eval-every 5000 --n-envs 4 --json out.json
     mtsandbox bench learning --env-id SOME/Other-v0 --set lr=1e-4 ent_coef=0.02
+    mtsandbox bench learning --config treepunch_mb_cpu --steps 12000 --eval-every 4000
+    mtsandbox bench learning --compare 'ppo_seed*.json' 'mb_seed*.json' --json cmp.json
+                                            # final trunks and the sample-efficiency curve
     python scripts/bench_learning.py [options]                 # the same, as a script
 """
 
@@ -62,13 +66,53 @@ def main(argv: list[str] | None = None) -> int:
 def final_trunks(path: Path) -> tuple[float, float | None]:
     """(mean trunks per episode at the last evaluation, training env steps/s or None) of one
     stored run."""
-    d = json.loads(Path(path).read_text())
+    d = _agent(path)
     try:
-        trunks = float(d["ppo"]["curve"][-1]["trunks_per_episode"]["mean"])
+        trunks = float(d["curve"][-1]["trunks_per_episode"]["mean"])
     except (KeyError, IndexError, TypeError) as e:
-        raise ValueError(f"{path}: not a bench learning file (no ppo curve)") from e
-    rate = d["ppo"].get("train_env_steps_per_s")
+        raise ValueError(f"{path}: not a bench learning file (no learning curve)") from e
+    rate = d.get("train_env_steps_per_s")
     return trunks, (float(rate) if rate is not None else None)
+
+
+def _agent(path: Path) -> dict[str, Any]:
+    """The trained agent's part of a bench learning file (``agent``; older files: ``ppo``)."""
+    d = json.loads(Path(path).read_text())
+    a = d.get("agent") or d.get("ppo")
+    if not isinstance(a, dict):
+        raise ValueError(f"{path}: not a bench learning file (no agent)")
+    return a
+
+
+def curves(a: list[Path], b: list[Path]) -> list[dict[str, Any]]:
+    """Sample efficiency: at every evaluation step that all runs of both sides share, the mean
+    trunks per episode of each side over seeds (t interval) and the Welch interval of
+    mean(b) - mean(a) (scipy)."""
+    import numpy as np
+    from scipy import stats
+
+    from mtsandbox.experiments.stats import mean_t_ci
+
+    def per_step(p: Path) -> dict[int, float]:
+        return {int(r["step"]): float(r["trunks_per_episode"]["mean"])
+                for r in _agent(p).get("curve", [])}
+
+    ca, cb = [per_step(p) for p in a], [per_step(p) for p in b]
+    common = sorted(set.intersection(*(set(c) for c in ca + cb))) if ca and cb else []
+    out = []
+    for step in common:
+        xa, xb = np.array([c[step] for c in ca]), np.array([c[step] for c in cb])
+        row: dict[str, Any] = {"step": step,
+                               "a": {"mean": float(xa.mean()), "per_seed": xa.tolist(),
+                                     "ci95": mean_t_ci(xa.tolist())},
+                               "b": {"mean": float(xb.mean()), "per_seed": xb.tolist(),
+                                     "ci95": mean_t_ci(xb.tolist())},
+                               "diff_b_minus_a": float(xb.mean() - xa.mean())}
+        if len(xa) >= 2 and len(xb) >= 2 and (xa.std() > 0 or xb.std() > 0):
+            ci = stats.ttest_ind(xb, xa, equal_var=False).confidence_interval()
+            row["diff_ci95"] = [float(ci.low), float(ci.high)]
+        out.append(row)
+    return out
 
 
 def compare_runs(a: list[Path], b: list[Path]) -> dict[str, Any]:
@@ -90,7 +134,8 @@ def compare_runs(a: list[Path], b: list[Path]) -> dict[str, Any]:
                   "ci95": mean_t_ci(xb.tolist())},
             "train_env_steps_per_s": {"a": [r for _, r in ra], "b": [r for _, r in rb]},
             "diff_b_minus_a": float(xb.mean() - xa.mean()),
-            "diff_ci95": [float(ci.low), float(ci.high)]}
+            "diff_ci95": [float(ci.low), float(ci.high)],
+            "curve": curves(a, b)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"PPO: {cfg.total_steps} steps, {cfg.n_envs} env(s), eval every "
                   f"{cfg.eval_every} steps x {cfg.eval_episodes} episodes ...")
     tr = train(cfg, eval_at_start=True, eval_at_end=True)
-    result["ppo"] = {
+    result["algo"] = cfg.algo
+    result["agent"] = {
         "run_dir": str(tr.run_dir),
         "final_checkpoint": str(tr.final_checkpoint) if tr.final_checkpoint else None,
         "train_steps": tr.steps, "wall_s": tr.wall_s, "learn_wall_s": tr.learn_wall_s,
@@ -168,13 +214,13 @@ def run(args: argparse.Namespace) -> int:
         r = result["random"]
         table.add_row("random", "—", _fmt(r["trunks_per_episode"]), _fmt(r["observed_return"]),
                       _fmt(r["episode_length"]), "—")
-    for row in result["ppo"]["curve"]:
-        table.add_row("ppo", str(row["step"]), _fmt(row["trunks_per_episode"]),
+    for row in result["agent"]["curve"]:
+        table.add_row(cfg.algo, str(row["step"]), _fmt(row["trunks_per_episode"]),
                       _fmt(row["observed_return"]), _fmt(row["episode_length"]),
                       f"{row['train_wall_s']:.1f}")
     console.print(table)
-    ppo = result["ppo"]
-    console.print(f"PPO: {ppo['train_steps']} steps in {ppo['wall_s']:.1f} s wall "
+    ppo = result["agent"]
+    console.print(f"{cfg.algo}: {ppo['train_steps']} steps in {ppo['wall_s']:.1f} s wall "
                   f"({ppo['learn_wall_s']:.1f} s training, {ppo['eval_wall_s']:.1f} s of it "
                   f"evaluating); end-to-end training {ppo['train_env_steps_per_s']:.1f} env "
                   "steps/s (evaluations and start-up excluded)", highlight=False)
