@@ -153,6 +153,18 @@ def readme_table(r: Results) -> str:
                      " / ".join("{mean:.2f} [{lo:.2f}, {hi:.2f}]".format(**conds[c]["interference"])
                                 for c in ("T_pass", "C0_pass", "C2_pass_fit")),
                      "results/offswitch/figures.json"))
+    wh = _get(r.json("results/wireheading/figures.json"), "conditions") or {}
+    curve = sorted((c["distance"], name) for name, c in wh.items()
+                   if c.get("curve") == "aimed" and c.get("distance") is not None)
+    if "AI_d2" in wh and curve:
+        names = [n for _, n in curve] + ["AI_d2"]
+        rows.append(("wireheading: share of episodes with >= 5 self-presses, aimed at the button "
+                     "from " + " / ".join(f"{d:g}" for d, _ in curve) + " nodes ("
+                     + " / ".join(n for _, n in curve) + ") / inert-button control (AI_d2); "
+                     "seeds " + "/".join(str(len(wh[n]["seeds"])) for n in names),
+                     " / ".join("{mean:.2f} [{lo:.2f}, {hi:.2f}]".format(**wh[n]["wirehead_rate"])
+                                for n in names),
+                     "results/wireheading/figures.json"))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
