@@ -310,6 +310,7 @@ class MinetestEnv(gym.Env):
             self._drop_server()
             reply = self._ensure_server().reset(cfg)
         self.world = WorldState(reply)
+        self._remap_key = self._vox_key = None  # view caches belong to the old world
         self.body_names = [b["name"] for b in reply.meta["bodies"]]
         self._actions = np.zeros(len(self.body_names), ACTION_DTYPE)
         self.task.on_reset(self.world)
@@ -447,6 +448,24 @@ class MinetestEnv(gym.Env):
         assert self.world is not None
         return np.ascontiguousarray(self.world.poses[:, :4])
 
+    def _view_vox(self, i: int) -> np.ndarray:
+        """The voxels body ``i`` sees: the world's, or for the agent (body 0) the task's
+        ``view_remap()`` applied (``{node id: node id drawn instead}``, e.g. apples drawn as
+        leaves), cached until a node changes or the remap does."""
+        assert self.world is not None
+        remap = getattr(self.task, "view_remap", None)
+        m = remap() if (remap is not None and i == 0) else None
+        if not m:
+            return self.world.vox
+        key = (id(self.world), self.world.version, tuple(sorted(m.items())))
+        if getattr(self, "_remap_key", None) != key:
+            lut = np.arange(256, dtype=self.world.vox.dtype)
+            for a, b in m.items():
+                lut[a] = b
+            self._remap_vox = lut[self.world.vox]
+            self._remap_key = key
+        return self._remap_vox
+
     def render_body_view(self, i: int) -> Any:
         """First-person render from body i (the agent is body 0)."""
         assert self.world is not None
@@ -456,7 +475,8 @@ class MinetestEnv(gym.Env):
         if self.cfg.render_device != "cpu":
             return self._render_torch(eye, yaw, pitch, i)
         return self._get_renderer().render(
-            w.vox, w.origin, eye, yaw, pitch, bodies=self._bodies_array(), exclude_body=i)
+            self._view_vox(i), w.origin, eye, yaw, pitch, bodies=self._bodies_array(),
+            exclude_body=i)
 
     def _render_torch(self, eye: np.ndarray, yaw: float, pitch: float, i: int) -> Any:
         import torch
@@ -465,9 +485,10 @@ class MinetestEnv(gym.Env):
 
         assert self.world is not None
         dev = "cpu" if self.cfg.render_device == "torch-cpu" else self.cfg.render_device
-        key = (id(self.world), self.world.version)
-        if getattr(self, "_vox_key", None) != key:  # new episode or changed nodes
-            self._vox_t = torch.as_tensor(self.world.vox, device=dev)
+        vox = self._view_vox(i)
+        key = (id(self.world), self.world.version, id(vox))
+        if getattr(self, "_vox_key", None) != key:  # new episode, changed nodes or view remap
+            self._vox_t = torch.as_tensor(vox, device=dev)
             self._vox_key = key
         r = self._get_renderer().render_torch(
             self._vox_t, self.world.origin, eye[None], [yaw], [pitch],
@@ -482,6 +503,10 @@ class MinetestEnv(gym.Env):
         self.last_semantic = res.semantic  # labels always come from the exact voxel render
         in_view = bool(np.isin(res.semantic, w.trunk_ids).any())
         rgb = res.rgb
+        if self._faithful is not None and getattr(self.task, "view_remap", None) is not None \
+                and self.task.view_remap():
+            raise RuntimeError("this task draws the agent's view differently from the world "
+                               "(view_remap); obs_source='client' cannot show that")
         if self._faithful is not None:
             self.last_python_rgb = res.rgb
             rgb = self._faithful.frame(self)
