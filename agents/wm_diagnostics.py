@@ -314,13 +314,21 @@ def _face_tree(env, names: list[str], max_turns: int = 24, min_frac: float = 0.0
 def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreePunchShaped-v0",
                          n_trials: int = 8, k: int = 6, context_before: int = 4, seed: int = 0,
                          env_kwargs: dict | None = None, out_dir: str | Path | None = None,
-                         max_tries: int = 40) -> dict[str, Any]:
+                         max_tries: int = 40, min_trunk_frac: float = 0.03) -> dict[str, Any]:
     """See the module docstring. Returns mean IoUs (``iou_model``, ``iou_baseline_before_turn
     _back``, ``iou_full_open_loop``, ``iou_no_memory``, ``iou_f0_vs_return``,
     ``iou_recon_f0``), pixel MSEs of the return frame, the paired differences model - baseline
     and model - no-memory with 95% t-intervals over trials (``diff_vs_baseline``,
     ``diff_vs_no_memory``), and the per-trial rows. Frames are compared at the model's
-    observation size. ``out_dir``: also save a PNG per trial."""
+    observation size. ``out_dir``: also save a PNG per trial. ``min_trunk_frac``: the share of
+    the view F0's trunk must cover (small, far trees are where the decoder draws no trunk at all,
+    so their IoU says little about memory).
+
+    With an auxiliary head (``WMConfig.aux_scale > 0``) it also reads the model's *belief*,
+    which does not depend on the decoder drawing the trunk: the ``tree_in_view`` head on the
+    imagined return state (``p_tree_model``), on the no-memory ablation's (``p_tree_no_memory``)
+    and on the observed turned-away state (``p_tree_away``), with the paired difference model -
+    no-memory (``diff_belief_vs_no_memory``, 95% t-interval over trials)."""
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
@@ -345,7 +353,7 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                 frames.append(obs)
                 acts.append(a)
             u._probe_obs = obs
-            f2, a2, ok = _face_tree(u, names)
+            f2, a2, ok = _face_tree(u, names, min_frac=min_trunk_frac)
             if not ok:
                 continue
             frames += f2[1:]
@@ -363,7 +371,8 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
             p = prev[s:t2k + 1].copy()
             p[0] = -1
             ctx = tk - s + 1
-            pred = model.open_loop(fr[s:t2k + 1], p, context=ctx, horizon=k)
+            pred, imag_a = model.open_loop(fr[s:t2k + 1], p, context=ctx, horizon=k,
+                                           return_state=True)
             pred_ret = pred[-1]
             # (b) observe up to F0, imagine all 2k turns
             ctx_b = t0 - s + 1
@@ -371,7 +380,8 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
             # (c) no-memory ablation: from a zero state, observe only the turned-away frame
             p_c = prev[tk:t2k + 1].copy()
             p_c[0] = -1
-            pred_c = model.open_loop(fr[tk:t2k + 1], p_c, context=1, horizon=k)
+            pred_c, imag_c = model.open_loop(fr[tk:t2k + 1], p_c, context=1, horizon=k,
+                                             return_state=True)
             # reconstruction of F0 (posterior, no imagination)
             recon = _reconstruct(model, fr[s:t0 + 1], p[:ctx_b])
             real_ret, real_f0, real_away = fr[t2k], fr[t0], fr[tk]
@@ -388,6 +398,15 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                 "trunk_frac_f0": float(trunk_mask(real_f0).mean()),
                 "trunk_frac_away": float(trunk_mask(real_away).mean()),
             }
+            if model.aux_head is not None:
+                import torch
+
+                with torch.no_grad():
+                    row["p_tree_model"] = float(model.aux(imag_a.feat()[0, -1])[0])
+                    row["p_tree_no_memory"] = float(model.aux(imag_c.feat()[0, -1])[0])
+                    away = _posterior_feat(model, fr[s:tk + 1], p[:ctx])
+                    row["p_tree_away"] = float(model.aux(away)[0])
+                row["tree_in_view_return"] = float(aux_labels(real_ret[None])[0, 0])
             rows.append(row)
             if out_dir is not None:
                 real_seq = fr[tk + 1:t2k + 1]
@@ -397,15 +416,35 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
     out: dict[str, Any] = {"k": k, "n_trials": len(rows), "trials": rows}
     for key in ("iou_model", "iou_baseline_before_turn_back", "iou_full_open_loop",
                 "iou_no_memory", "iou_f0_vs_return", "iou_recon_f0", "mse_model",
-                "mse_baseline", "trunk_frac_away"):
-        vals = [r[key] for r in rows if not np.isnan(r[key])]
+                "mse_baseline", "trunk_frac_away", "p_tree_model", "p_tree_no_memory",
+                "p_tree_away", "tree_in_view_return"):
+        vals = [r[key] for r in rows if key in r and not np.isnan(r[key])]
         out[key] = float(np.mean(vals)) if vals else float("nan")
     # paired per-trial differences (a NaN IoU -- no trunk in either mask -- counts as 0)
     for name, other in (("vs_baseline", "iou_baseline_before_turn_back"),
                         ("vs_no_memory", "iou_no_memory")):
         d = [np.nan_to_num(r["iou_model"]) - np.nan_to_num(r[other]) for r in rows]
         out[f"diff_{name}"] = mean_ci95(d)
+    if rows and "p_tree_model" in rows[0]:
+        out["diff_belief_vs_no_memory"] = mean_ci95(
+            [r["p_tree_model"] - r["p_tree_no_memory"] for r in rows])
+    out["min_trunk_frac"] = min_trunk_frac
     return out
+
+
+def _posterior_feat(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> Any:
+    """The filtered state's features after observing ``frames`` (last step), no imagination."""
+    import torch
+
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        obs = model.preprocess(frames[None])
+        first = torch.zeros(1, len(frames), dtype=torch.bool, device=model.device)
+        first[:, 0] = True
+        post, _ = model.observe(obs, model.onehot(prev[None]), first, sample=False)
+        model.train(was)
+        return post.feat()[0, -1]
 
 
 def _reconstruct(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> np.ndarray:

@@ -349,3 +349,16 @@ def test_train_cli_model_based_run_evaluates_and_probes(tmp_path):
     (run / "checkpoints" / "final" / "agent.pt").unlink()
     with pytest.raises(CheckpointError, match=r"agent\.pt missing"):
         load_checkpoint(run / "checkpoints" / "final")
+
+
+def test_state_tracking_probe_reads_frames_and_beliefs_in_the_real_env():
+    from mtsandbox.agents.wm_diagnostics import state_tracking_probe
+
+    cfg = WMConfig(n_actions=12, channels=8, embed=64, deter=64, n_cat=4, n_cls=4, hidden=64)
+    out = state_tracking_probe(WorldModel(cfg, device="cpu"), n_trials=2, k=2, seed=0,
+                               min_trunk_frac=0.05)
+    assert out["n_trials"] == 2 and out["min_trunk_frac"] == 0.05
+    assert all(r["trunk_frac_f0"] >= 0.05 for r in out["trials"])
+    for key in ("p_tree_model", "p_tree_no_memory", "p_tree_away"):
+        assert 0.0 <= out[key] <= 1.0
+    assert out["diff_belief_vs_no_memory"]["n"] == 2

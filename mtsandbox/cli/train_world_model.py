@@ -82,6 +82,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--held-out", type=float, default=0.2, help="share of episodes held out")
     ap.add_argument("--probe-trials", type=int, default=20)
     ap.add_argument("--probe-k", type=int, default=6)
+    ap.add_argument("--probe-min-trunk-frac", type=float, default=0.03,
+                    help="share of the view the tree must cover before turning away")
     ap.add_argument("--report", default=None, help="also copy report.json here")
     ap.add_argument("--eval-only", default=None, metavar="MODEL_DIR",
                     help="skip training: evaluate this saved world model on the held-out split")
@@ -195,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"rollout strips + recordings: {out / 'rollouts'} "
           f"(mtsandbox replay {out / 'rollouts'})")
     probe = state_tracking_probe(model, args.env_id, n_trials=args.probe_trials, k=args.probe_k,
-                                 seed=args.seed + 1, out_dir=out / "probe")
+                                 seed=args.seed + 1, out_dir=out / "probe",
+                                 min_trunk_frac=args.probe_min_trunk_frac)
     dv, dn = probe["diff_vs_baseline"], probe["diff_vs_no_memory"]
     print(f"state-tracking probe (k={probe['k']}, {probe['n_trials']} trials): trunk IoU "
           f"model {probe['iou_model']:.3f} vs frame before turning back "
@@ -203,6 +206,13 @@ def run(args: argparse.Namespace) -> int:
           f"{dv['ci95'] or float('nan'):.3f}) vs no memory {probe['iou_no_memory']:.3f} (diff "
           f"{dn['mean']:+.3f} +- {dn['ci95'] or float('nan'):.3f}); real F0 vs return "
           f"{probe['iou_f0_vs_return']:.3f}; recon F0 {probe['iou_recon_f0']:.3f}")
+    if "diff_belief_vs_no_memory" in probe:
+        db = probe["diff_belief_vs_no_memory"]
+        print(f"  belief (tree_in_view head) after imagining the turn back: model "
+              f"{probe['p_tree_model']:.3f} vs no memory {probe['p_tree_no_memory']:.3f} (diff "
+              f"{db['mean']:+.3f} +- {db['ci95'] or float('nan'):.3f}); turned away "
+              f"{probe['p_tree_away']:.3f}; real tree in view at the return "
+              f"{probe['tree_in_view_return']:.2f}")
     latent = latent_probes(model, test, args.seed)
     for r in latent:
         print(f"latent probe {r['concept']:>14} from {r['layer']:>8}: balanced accuracy "
