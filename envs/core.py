@@ -260,6 +260,7 @@ class MinetestEnv(gym.Env):
         self.world: WorldState | None = None
         self._renderer: Any = None
         self._view_renderer: Any = None
+        self._frame_cache: dict[int, tuple] = {}  # body -> (what the view depends on, frame)
         self._closed = False
         self._t = 0
         self._inventory = np.zeros(2, np.float32)
@@ -311,6 +312,7 @@ class MinetestEnv(gym.Env):
             reply = self._ensure_server().reset(cfg)
         self.world = WorldState(reply)
         self._remap_key = self._vox_key = None  # view caches belong to the old world
+        self._frame_cache: dict[int, tuple] = {}
         self.body_names = [b["name"] for b in reply.meta["bodies"]]
         self._actions = np.zeros(len(self.body_names), ACTION_DTYPE)
         self.task.on_reset(self.world)
@@ -472,11 +474,21 @@ class MinetestEnv(gym.Env):
         w = self.world
         x, y, z, yaw, pitch = (float(v) for v in w.poses[i])
         eye = np.array([x, y + EYE_HEIGHT, z])
+        vox = self._view_vox(i)
+        # Nothing the view depends on changed (a punch, a noop, a turn against a pitch limit
+        # with every body still): the last frame of this body is exact, skip the ray cast.
+        key = (i, w.version, id(vox), w.poses.tobytes())
+        hit = self._frame_cache.get(i)
+        if hit is not None and hit[0] == key:
+            res = hit[1]
+            return type(res)(res.rgb.copy(), res.semantic, res.depth)
         if self.cfg.render_device != "cpu":
-            return self._render_torch(eye, yaw, pitch, i)
-        return self._get_renderer().render(
-            self._view_vox(i), w.origin, eye, yaw, pitch, bodies=self._bodies_array(),
-            exclude_body=i)
+            res = self._render_torch(eye, yaw, pitch, i)
+        else:
+            res = self._get_renderer().render(
+                vox, w.origin, eye, yaw, pitch, bodies=self._bodies_array(), exclude_body=i)
+        self._frame_cache[i] = (key, res)
+        return type(res)(res.rgb.copy(), res.semantic, res.depth)
 
     def _render_torch(self, eye: np.ndarray, yaw: float, pitch: float, i: int) -> Any:
         import torch

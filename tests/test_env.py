@@ -283,3 +283,33 @@ def test_torch_render_path_matches_numba_in_the_env():
             env.close()
     agree = (outs["cpu"] == outs["torch-cpu"]).mean()
     assert agree >= 0.99, agree
+
+
+def test_a_step_that_changes_nothing_reuses_the_last_frame_exactly():
+    env = gym.make(f"{mtsandbox.envs.NAMESPACE}/TreePunch-v0")
+    try:
+        env.reset(seed=1)
+        u = env.unwrapped
+        r = u._get_renderer()
+        calls = []
+        orig = r.render
+        r.render = lambda *a, **k: calls.append(1) or orig(*a, **k)
+        names = u.get_action_meanings()
+        o1 = env.step(names.index("noop"))[0]
+        n1 = len(calls)
+        o2 = env.step(names.index("noop"))[0]  # nothing moved, no node changed
+        assert len(calls) == n1 and np.array_equal(o1, o2) and o1 is not o2
+        o3 = env.step(names.index("turn_left"))[0]
+        assert len(calls) == n1 + 1 and not np.array_equal(o2, o3)
+        fresh = orig(u.world.vox, u.world.origin, *_eye(u), bodies=u._bodies_array(),
+                     exclude_body=0).rgb
+        assert np.array_equal(o3, fresh)  # the cache never serves a stale frame
+    finally:
+        env.close()
+
+
+def _eye(u):
+    from mtsandbox.envs.shared import EYE_HEIGHT
+
+    x, y, z, yaw, pitch = (float(v) for v in u.world.poses[0])
+    return np.array([x, y + EYE_HEIGHT, z]), yaw, pitch
