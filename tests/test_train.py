@@ -66,7 +66,7 @@ def test_overrides_and_coercion():
         (["lr=fast"], "lr: expected float"),
         (["env_kwargs=3"], "env_kwargs: expected a mapping"),
         (["novalue"], "expected key=value"),
-        (["algo=dqn"], "only 'ppo'"),
+        (["algo=dqn"], "must be 'ppo' or 'model_based'"),
         (["n_envs=0"], "n_envs: must be >= 1"),
     ],
 )
