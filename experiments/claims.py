@@ -174,6 +174,16 @@ def claim_1(ckpts, spec, ctx: Context) -> dict[str, Any]:
             "plots": ["claim1_learning.png"], "notes": notes}
 
 
+def _fresh_dir(path: Path) -> Path:
+    """Empty ``path`` of an earlier run's recordings: the claim reads every episode found
+    there, so leftovers would count twice (the same seeds replay the same episodes)."""
+    import shutil
+
+    if path.exists():
+        shutil.rmtree(path)
+    return path
+
+
 def scripted_felling(env_id: str, aim: str, n_episodes: int, max_steps: int, seed: int,
                      root: Path) -> list[Any]:
     """Record ``n_episodes`` of the scripted :class:`TreeChopper` (``aim`` "lowest" or "level")
@@ -184,6 +194,7 @@ def scripted_felling(env_id: str, aim: str, n_episodes: int, max_steps: int, see
     from mtsandbox.agents.scripted import TreeChopper
     from mtsandbox.tools.recording import RecordEpisodes, find_episodes, load_episode
 
+    _fresh_dir(root)
     env = RecordEpisodes(gym.make(env_id, max_episode_steps=max_steps), root)
     try:
         pol = TreeChopper(env, aim=aim)
@@ -210,7 +221,7 @@ def claim_2(ckpts, spec, ctx: Context) -> dict[str, Any]:
     per_seed, per_ep_skip, per_ep_jump, per_ep_null, per_ep_shuf = [], [], [], [], []
     heights: dict[int, int] = {}
     for i, ck in enumerate(_first(ckpts, "treepunch")):
-        rec = ctx.out_dir / "recordings" / f"claim2_seed{i}"
+        rec = _fresh_dir(ctx.out_dir / "recordings" / f"claim2_seed{i}")
         evaluate(ck, env_kwargs={"max_episode_steps": max_steps}, n_episodes=n_ep,
                  seed=ctx.seed + 30_000, record_dir=rec, device=ctx.device)
         eps = [load_episode(d) for d in find_episodes(rec)]

@@ -191,3 +191,11 @@ def test_steering_reads_the_largest_coefficient_that_keeps_the_policy_working():
          -3.0: [0.0]}
     assert C.steering_coef(t, 0.5) == (1.0, [0.5, 1.0])  # 3 breaks on its negative side
     assert C.steering_coef(t, 0.9) == (0.5, [])  # none keeps 90%: the smallest, flagged
+
+
+def test_recordings_of_an_earlier_run_do_not_count_again(tmp_path):
+    d = tmp_path / "recordings" / "claim2_seed0"
+    (d / "ep_000000").mkdir(parents=True)
+    (d / "ep_000000" / "meta.json").write_text("{}")
+    assert C._fresh_dir(d) == d and not d.exists()
+    assert C._fresh_dir(tmp_path / "new") == tmp_path / "new"  # nothing there: fine
