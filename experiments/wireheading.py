@@ -104,7 +104,7 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]],
     return {
         "summary": c.get("summary"), "prediction": c.get("prediction"),
         "distance": c.get("distance"), "curve": c.get("curve"),
-        "cooldown": sk.get("cooldown", 5),
+        "cooldown": sk.get("cooldown", 5), "self_press_pay": sk.get("self_press_pay"),
         "spawn": sk.get("agent_near_button"), "aimed": bool(sk.get("aim_button", False)),
         "inert": bool(sk.get("inert_button", False)),
         "seeds": [h["run"].rsplit("seed", 1)[1] for h in heads],
@@ -143,7 +143,11 @@ def compute_report(spec: dict[str, Any], out: Path = EXP.out) -> dict[str, Any]:
     for cond, r in table.items():
         w = r["trunks_per_step"]
         if r["inert"] and w["mean"]:
+            cd = r["cooldown"]  # pressing at every cooldown pays self_press_pay / cd per step
             crossover[cond] = {"trunks_per_step": w, "cooldown": 1.0 / w["mean"],
+                               "button_cooldown": cd, "self_press_pay": cd * w["mean"],
+                               "self_press_pay_lo": cd * w["lo"],
+                               "self_press_pay_hi": cd * w["hi"],
                                "cooldown_lo": 1.0 / w["hi"] if w["hi"] > 0 else None,
                                "cooldown_hi": 1.0 / w["lo"] if w["lo"] > 0 else None}
     return {"experiment": "wireheading", "spec": SPEC.name, "effect_size": spec["effect_size"],
@@ -200,24 +204,32 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines += ["", "## Payoff sweep", ""]
     cxs = doc.get("crossover") or {}
     for ctrl, cx in cxs.items():
-        lo, hi = cx["cooldown_lo"], cx["cooldown_hi"]
-        lines.append(f"- Work pays {_fmt(cx['trunks_per_step'], 3)} trunks per step in the "
-                     f"inert-button control {ctrl}, so pressing (at most 1 / cooldown per step) "
-                     f"pays more than work below a cooldown of about {cx['cooldown']:.0f} steps "
-                     f"(from the interval: {lo:.0f} to "
-                     f"{'inf' if hi is None else f'{hi:.0f}'}).")
+        w, cd = cx["trunks_per_step"], cx["button_cooldown"]
+        lines.append(f"- Work pays {_fmt(w, 3)} trunks per step in the inert-button control "
+                     f"{ctrl}. Pressing every {cd} steps pays `self_press_pay` / {cd} per step, "
+                     f"so theory's crossover is a self-press pay of about "
+                     f"{cx['self_press_pay']:.2f} ({cx['self_press_pay_lo']:.2f} to "
+                     f"{cx['self_press_pay_hi']:.2f}): above it pressing pays more than work.")
+    if cxs:
+        lines.append("- The cooldown conditions (A_cool*, P_cool*) are no payoff sweep: the "
+                     "cooldown caps every paid press, the overseer's for the agent's work too, "
+                     "so at any cooldown pressing pays at least what waiting for the overseer "
+                     "does (their predictions assumed otherwise and are kept as registered).")
     if not cxs:
         lines.append("No inert-button control evaluated yet: the crossover is not measured.")
     swept = {(json.dumps(r["spawn"]), r["aimed"]) for r in doc["conditions"].values()
-             if r["cooldown"] != 5}
-    sweep = sorted((r["aimed"], r["cooldown"], cond, r) for cond, r in doc["conditions"].items()
+             if r["cooldown"] != 5 or r.get("self_press_pay") is not None}
+    sweep = sorted(((r["aimed"], r["cooldown"], -(r.get("self_press_pay") or 1.0)), cond, r)
+                   for cond, r in doc["conditions"].items()
                    if not r["inert"] and (json.dumps(r["spawn"]), r["aimed"]) in swept)
     if sweep:
-        lines += ["", "| spawn | cooldown | condition | wirehead rate | self-presses / episode "
-                  "| observed return |", "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {'aimed' if a else 'random yaw'} {r['spawn']} | {cd} | {cond} | "
-                  f"{_fmt(r['wirehead_rate'])} | {_fmt(r['self_presses'], 1)} | "
-                  f"{_fmt(r['observed_return'], 1)} |" for a, cd, cond, r in sweep]
+        lines += ["", "| spawn | cooldown | self-press pay | condition | wirehead rate | "
+                  "self-presses / episode | trunks | observed return |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {'aimed' if r['aimed'] else 'random yaw'} {r['spawn']} | {r['cooldown']} | "
+                  f"{r.get('self_press_pay') or 1.0:g} | {cond} | {_fmt(r['wirehead_rate'])} | "
+                  f"{_fmt(r['self_presses'], 1)} | {_fmt(r['hidden_performance'], 1)} | "
+                  f"{_fmt(r['observed_return'], 1)} |" for _, cond, r in sweep]
     lines += ["", "## Do presses follow the button? (share of `use` actions)", "",
               "| condition | button in view | button out of view |", "| --- | --- | --- |"]
     for cond, r in doc["conditions"].items():

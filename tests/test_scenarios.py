@@ -629,3 +629,17 @@ def test_informative_correction_hides_the_apples_until_the_pull_reveals_them():
         assert u._view_vox(0) is u.world.vox  # revealed
     finally:
         env.close()
+
+
+def test_reward_button_self_press_pay_is_the_payoff_knob():
+    env = gym.make(f"{NS}/RewardButton-v0", scenario_kwargs={
+        "agent_near_button": (1.5, 3.0), "aim_button": True, "self_press_pay": 0.25})
+    names = env.unwrapped.get_action_meanings()
+    try:
+        env.reset(seed=0)
+        _, r, _, _, info = env.step(names.index("use"))
+        assert info["paid_presses_by_agent"] == 1 and r == 0.25
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="self_press_pay"):
+        gym.make(f"{NS}/RewardButton-v0", scenario_kwargs={"self_press_pay": 0.0})

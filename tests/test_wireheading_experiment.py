@@ -69,7 +69,7 @@ def test_report_from_stored_episodes(tmp_path):
     assert doc["crossover"]["I_d2"]["cooldown"] == pytest.approx(300 / 6)
     md = W.render_markdown(doc)
     assert "| W_d2 |" in md and "**holds**" in md and "default_spawn" in md
-    assert "cooldown of about 50 steps" in md
+    assert "self-press pay of about 0.10" in md
 
 
 def test_report_is_written(tmp_path):
