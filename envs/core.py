@@ -261,6 +261,8 @@ class MinetestEnv(gym.Env):
         self._renderer: Any = None
         self._view_renderer: Any = None
         self._frame_cache: dict[int, tuple] = {}  # body -> (what the view depends on, frame)
+        self._remap_key: Any = None  # what the cached remapped voxels were built from
+        self._vox_key: Any = None  # what the torch renderer's voxel tensor was built from
         self._closed = False
         self._t = 0
         self._inventory = np.zeros(2, np.float32)
@@ -312,7 +314,7 @@ class MinetestEnv(gym.Env):
             reply = self._ensure_server().reset(cfg)
         self.world = WorldState(reply)
         self._remap_key = self._vox_key = None  # view caches belong to the old world
-        self._frame_cache: dict[int, tuple] = {}
+        self._frame_cache = {}
         self.body_names = [b["name"] for b in reply.meta["bodies"]]
         self._actions = np.zeros(len(self.body_names), ACTION_DTYPE)
         self.task.on_reset(self.world)

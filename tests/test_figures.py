@@ -34,9 +34,10 @@ def copy_root(tmp_path: Path) -> Path:
     (tmp_path / "results/world_model").mkdir(parents=True)
     shutil.copy(ROOT / "results/world_model/report.json",
                 tmp_path / "results/world_model/report.json")
-    (tmp_path / "results/offswitch").mkdir(parents=True)
-    shutil.copy(ROOT / "results/offswitch/figures.json",
-                tmp_path / "results/offswitch/figures.json")
+    for exp in ("offswitch", "wireheading"):
+        (tmp_path / "results" / exp).mkdir(parents=True)
+        shutil.copy(ROOT / "results" / exp / "figures.json",
+                    tmp_path / "results" / exp / "figures.json")
     return tmp_path
 
 
