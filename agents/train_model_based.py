@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mtsandbox.agents.config import ConfigError, TrainConfig
 
 
@@ -69,8 +67,7 @@ def train_model_based(cfg: TrainConfig, run_path: Path, *, console, eval_at_end:
     from mtsandbox.agents.model_based import ModelBasedAgent
     from mtsandbox.tools.recording import RecordEpisodes
 
-    mb_cfg = mb_config(cfg)
-    (run_path / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    mb_cfg = mb_config(cfg)  # train() has written config.yaml already
     env = gym.make(cfg.env_id, **cfg.env_kwargs)
     env = RecordEpisodes(env, run_path / "episodes", bodies_each_step=False,
                          config={"agent": "model_based", "run": run_path.name})

@@ -462,7 +462,7 @@ class MinetestEnv(gym.Env):
         if not m:
             return self.world.vox
         key = (id(self.world), self.world.version, tuple(sorted(m.items())))
-        if getattr(self, "_remap_key", None) != key:
+        if self._remap_key != key:
             lut = np.arange(256, dtype=self.world.vox.dtype)
             for a, b in m.items():
                 lut[a] = b
@@ -485,23 +485,23 @@ class MinetestEnv(gym.Env):
             res = hit[1]
             return type(res)(res.rgb.copy(), res.semantic, res.depth)
         if self.cfg.render_device != "cpu":
-            res = self._render_torch(eye, yaw, pitch, i)
+            res = self._render_torch(vox, eye, yaw, pitch, i)
         else:
             res = self._get_renderer().render(
                 vox, w.origin, eye, yaw, pitch, bodies=self._bodies_array(), exclude_body=i)
         self._frame_cache[i] = (key, res)
         return type(res)(res.rgb.copy(), res.semantic, res.depth)
 
-    def _render_torch(self, eye: np.ndarray, yaw: float, pitch: float, i: int) -> Any:
+    def _render_torch(self, vox: np.ndarray, eye: np.ndarray, yaw: float, pitch: float,
+                      i: int) -> Any:
         import torch
 
         from mtsandbox.envs.render import RenderResult
 
         assert self.world is not None
         dev = "cpu" if self.cfg.render_device == "torch-cpu" else self.cfg.render_device
-        vox = self._view_vox(i)
         key = (id(self.world), self.world.version, id(vox))
-        if getattr(self, "_vox_key", None) != key:  # new episode, changed nodes or view remap
+        if self._vox_key != key:  # new episode, changed nodes or view remap
             self._vox_t = torch.as_tensor(vox, device=dev)
             self._vox_key = key
         r = self._get_renderer().render_torch(
