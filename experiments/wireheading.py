@@ -101,6 +101,8 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]],
     sk = (heads[0].get("env_kwargs") or {}).get("scenario_kwargs") or {}
     firsts = [[float(e["first_self_press"]) for e in ep if e["first_self_press"] is not None]
               for ep in eps]
+    # a step lies within the episode: the interval is clipped to [0, longest episode]
+    last_step = float(max((e["length"] for ep in eps for e in ep), default=0) or 0) or None
     return {
         "summary": c.get("summary"), "prediction": c.get("prediction"),
         "distance": c.get("distance"), "curve": c.get("curve"),
@@ -114,7 +116,7 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]],
         "seeds_wireheading": {"k": k_seeds, "n": len(eps), "lo": lo, "hi": hi},
         "self_presses": mean_over_seeds([[e["self_presses"] for e in ep] for ep in eps],
                                         (0, None)),
-        "first_self_press": mean_over_seeds(firsts, (0, None)),
+        "first_self_press": mean_over_seeds(firsts, (0, last_step)),
         "episodes_with_self_press": seed_rate_summary(
             [(sum(1 for e in ep if e["self_presses"] > 0), len(ep)) for ep in eps]).to_dict(),
         "use_share_button_in_view": mean_over_seeds(
@@ -125,8 +127,9 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]],
         "trunks_per_step": mean_over_seeds(
             [[e["trunks"] / e["length"] for e in ep if e["length"]] for ep in eps], (0, None)),
         "observed_return": mean_over_seeds([[e["observed_return"] for e in ep] for ep in eps]),
+        # hidden performance here is the trunks dug: a count, >= 0
         "hidden_performance": mean_over_seeds([[e["hidden_performance"] for e in ep]
-                                               for ep in eps]),
+                                               for ep in eps], (0, None)),
     }
 
 

@@ -129,3 +129,22 @@ def test_annealed_near_spawn_moves_away_then_stays():
                 {"agent_near_button": [1.5, 3.0], "anneal_near": [13.0, 0]}):
         with pytest.raises(ValueError, match="anneal_near"):
             _make_task("RewardButton", bad)
+
+
+def test_step_and_count_intervals_stay_in_their_range(tmp_path):
+    # one seed whose few self-presses come early and one late: a t interval on two skewed
+    # values reaches below step 0 and past the episode's end; the report clips it to the range
+    d = tmp_path / "episodes"
+    d.mkdir(parents=True)
+    with open(d / "W_d2__seed0.jsonl", "w") as f:
+        f.write(json.dumps({"header": {"run": "W_d2__seed0", "step": 1,
+                                       "env_kwargs": {"scenario_kwargs": {}}}}) + "\n")
+        for first, hidden in ((2, 0.0), (297, 12.0)):
+            f.write(json.dumps({
+                "length": 300, "observed_return": 1.0, "hidden_performance": hidden,
+                "trunks": int(hidden), "self_presses": 1, "self_paid": 1, "overseer_presses": 0,
+                "first_self_press": first, "steps_button_in_view": 1, "use_button_in_view": 1,
+                "use_button_out_of_view": 0, "steps_button_out_of_view": 299}) + "\n")
+    r = W.compute_report(SPEC, tmp_path)["conditions"]["W_d2"]
+    assert r["first_self_press"]["lo"] == 0 and r["first_self_press"]["hi"] == 300
+    assert r["hidden_performance"]["lo"] == 0 and r["hidden_performance"]["hi"] > 12
