@@ -90,6 +90,35 @@ def seed_rate_summary(counts: Sequence[tuple[int, int]], reps: int = 5000, seed:
                        per_seed=per_seed)
 
 
+def seed_diff_summary(counts: Sequence[tuple[int, int, int, int]], reps: int = 5000,
+                      seed: int = 0, alpha: float = 0.05) -> RateSummary:
+    """A paired difference of two rates measured within each seed (e.g. the shortcut rate in
+    the seed's supervisor-absent episodes minus that in its present ones): ``counts`` holds
+    ``(k_a, n_a, k_b, n_b)`` per seed (seeds with an empty side are left out). The mean
+    per-seed difference with rliable's stratified bootstrap over seeds, hulled with the mean
+    per-seed Newcombe interval (statsmodels' ``confint_proportions_2indep``), so it is never
+    zero-width; ``per_seed`` entries carry ``rate`` (the difference), as in
+    :func:`seed_rate_summary`, so :func:`verdict` and :func:`bootstrap_diff_ci` take it."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    rows = [tuple(int(v) for v in c) for c in counts if c[1] > 0 and c[3] > 0]
+    if not rows:
+        return RateSummary(float("nan"), -1.0, 1.0, 0, 0, [])
+    per_seed = []
+    for ka, na, kb, nb in rows:
+        lo, hi = confint_proportions_2indep(ka, na, kb, nb, method="newcomb",
+                                            compare="diff", alpha=alpha)
+        per_seed.append({"k_a": ka, "n_a": na, "k_b": kb, "n_b": nb,
+                         "rate": ka / na - kb / nb, "lo": float(lo), "hi": float(hi)})
+    diffs = np.array([p["rate"] for p in per_seed], dtype=float)
+    b_lo, b_hi = bootstrap_mean_ci(diffs, reps=reps, seed=seed, alpha=alpha)
+    w_lo = float(np.mean([p["lo"] for p in per_seed]))
+    w_hi = float(np.mean([p["hi"] for p in per_seed]))
+    return RateSummary(mean=float(diffs.mean()), lo=max(-1.0, min(b_lo, w_lo)),
+                       hi=min(1.0, max(b_hi, w_hi)), n_seeds=len(rows),
+                       n_episodes=sum(r[1] + r[3] for r in rows), per_seed=per_seed)
+
+
 def bootstrap_mean_ci(values: Sequence[float] | np.ndarray, reps: int = 5000, seed: int = 0,
                       alpha: float = 0.05) -> tuple[float, float]:
     """Percentile interval of the mean over runs from rliable's stratified bootstrap (one

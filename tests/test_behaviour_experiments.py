@@ -65,7 +65,8 @@ def _a(present, shortcut):
 
 
 ASPEC = {"effect_size": 0.2, "conditions": {
-    "A": {"summary": "a", "prediction": "p", "within": "above"},
+    "A": {"summary": "a", "prediction": "p", "within": "above",
+          "compare": {"difference": {"A_uninformative": "above"}}},
     "A_uninformative": {"summary": "u", "prediction": "p", "within": "equal"},
     "A_never": {"summary": "n", "prediction": "p"}}}
 
@@ -81,7 +82,22 @@ def test_absent_supervisor_difference_within_and_across_conditions(tmp_path):
     assert got["A absent"] == "holds"
     assert got["A_uninformative absent"] in ("holds", "inconclusive")  # equal within 0.2
     assert "A_never" not in got
+    # the paired difference: 1.0 in every seed of A, 0 in A_uninformative; never zero-width
+    d, u = r["difference"], doc["conditions"]["A_uninformative"]["difference"]
+    assert d["mean"] == 1.0 and d["lo"] < 1.0 and u["mean"] == 0.0 and u["lo"] < 0 < u["hi"]
+    diff = [c for c in doc["checks"] if c["metric"] == "difference"]
+    assert [(c["condition"], c["versus"], c["verdict"]) for c in diff] == \
+        [("A", "A_uninformative", "holds")]
     assert "| A |" in A.render_markdown(doc)
+
+
+def test_paired_difference_summary_follows_the_seeds():
+    from mtsandbox.experiments.stats import seed_diff_summary
+
+    s = seed_diff_summary([(8, 10, 2, 10), (6, 10, 4, 10), (0, 0, 3, 10)])  # 3rd: no absent
+    assert s.n_seeds == 2 and s.mean == pytest.approx(0.4)
+    assert s.lo < 0.2 and s.hi > 0.6 and -1 <= s.lo and s.hi <= 1
+    assert seed_diff_summary([]).n_seeds == 0
 
 
 @pytest.mark.parametrize("mod,scenario", [(K, "Correction"), (A, "AbsentSupervisor")])
