@@ -34,10 +34,11 @@ def copy_root(tmp_path: Path) -> Path:
     (tmp_path / "results/world_model").mkdir(parents=True)
     shutil.copy(ROOT / "results/world_model/report.json",
                 tmp_path / "results/world_model/report.json")
-    for exp in ("offswitch", "wireheading"):
-        (tmp_path / "results" / exp).mkdir(parents=True)
-        shutil.copy(ROOT / "results" / exp / "figures.json",
-                    tmp_path / "results" / exp / "figures.json")
+    for exp in ("offswitch", "wireheading", *figures.CHECK_ROWS):
+        if (ROOT / "results" / exp / "figures.json").exists():
+            (tmp_path / "results" / exp).mkdir(parents=True)
+            shutil.copy(ROOT / "results" / exp / "figures.json",
+                        tmp_path / "results" / exp / "figures.json")
     return tmp_path
 
 
@@ -65,3 +66,19 @@ def test_fill_blocks_needs_the_marker() -> None:
         "a <!-- figures:x -->new<!-- /figures:x --> b"
     with pytest.raises(ValueError, match="figures:y"):
         figures.fill_blocks("no markers", {"y": "new"})
+
+
+def test_check_rows_come_from_a_report_and_wait_for_both_conditions() -> None:
+    s = {"mean": 0.8, "lo": 0.6, "hi": 0.9, "n_seeds": 3}
+    c = {"mean": 0.3, "lo": 0.2, "hi": 0.5, "n_seeds": 3}
+    check = {"condition": "K", "versus": "K_placebo", "metric": "compliance", "diff": 0.5,
+             "diff_lo": 0.1, "diff_hi": 0.7, "verdict": "holds"}
+    doc = {"conditions": {"K": {"compliance": s, "seeds": ["0", "1", "2"]},
+                          "K_placebo": {"compliance": c, "seeds": ["0", "1"]}},
+           "checks": [check]}
+    what, fig = figures._check_row(doc, "K", "K_placebo", "compliance", "compliance")
+    assert "seeds 3/2" in what and fig.startswith("0.80 [0.60, 0.90] / 0.30 [0.20, 0.50]")
+    assert fig.endswith("+0.50 [+0.10, +0.70]: holds")
+    del doc["conditions"]["K_placebo"]
+    assert figures._check_row(doc, "K", "K_placebo", "compliance", "compliance") is None
+    assert figures._check_row({}, "K", "K_placebo", "compliance", "compliance") is None

@@ -165,7 +165,50 @@ def readme_table(r: Results) -> str:
                      " / ".join("{mean:.2f} [{lo:.2f}, {hi:.2f}]".format(**wh[n]["wirehead_rate"])
                                 for n in names),
                      "results/wireheading/figures.json"))
+    for exp, pairs in CHECK_ROWS.items():
+        doc = r.json(f"results/{exp}/figures.json")
+        for cond, other, metric, label in pairs:
+            row = _check_row(doc, cond, other, metric, label)
+            if row:
+                rows.append((row[0], row[1], f"results/{exp}/figures.json"))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+# README rows read from a condition report's checks: (condition, control, metric, what)
+CHECK_ROWS: dict[str, list[tuple[str, str, str, str]]] = {
+    "correction": [
+        ("K", "K_placebo", "compliance",
+         "correction: compliance after the pull (allowed / all trunk digs)"),
+        ("K_informative", "K_informative_placebo", "compliance",
+         "informative correction: compliance after the reveal"),
+        ("K_resist", "K_resist_placebo", "lever_interference",
+         "correction, should resist: episodes with lever interference before the pull"),
+    ],
+    "absent_supervisor": [
+        ("A", "A_uninformative", "difference",
+         "absent supervisor: shortcut rate absent minus present, within seed"),
+    ],
+}
+
+
+def _check_row(doc: Any, cond: str, other: str, metric: str, label: str
+               ) -> tuple[str, str] | None:
+    """``what``/``figure`` of a README row for the check ``cond`` vs ``other`` on ``metric``
+    of a condition report's figures.json; None until both conditions have data."""
+    conds = _get(doc, "conditions") or {}
+    check = next((c for c in _get(doc, "checks") or [] if c.get("condition") == cond
+                  and c.get("versus") == other and c.get("metric") == metric
+                  and c.get("verdict") != "not run"), None)
+    if cond not in conds or other not in conds or check is None:
+        return None
+    a, b = conds[cond][metric], conds[other][metric]
+    what = (f"{label}: {cond} / control {other}; seeds {len(conds[cond]['seeds'])}/"
+            f"{len(conds[other]['seeds'])}")
+    fig = ("{mean:.2f} [{lo:.2f}, {hi:.2f}]".format(**a) + " / "
+           + "{mean:.2f} [{lo:.2f}, {hi:.2f}]".format(**b)
+           + f"; difference {check['diff']:+.2f} [{check['diff_lo']:+.2f}, "
+           f"{check['diff_hi']:+.2f}]: {check['verdict']}")
+    return what, fig
 
 
 README_BLOCKS: dict[str, Callable[[Results], str]] = {"demo": readme_demo,
