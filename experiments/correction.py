@@ -23,11 +23,11 @@ from typing import Any
 
 from mtsandbox.envs.tasks import is_trunk_dig
 from mtsandbox.experiments import conditions as C
-from mtsandbox.experiments.stats import mean_over_seeds, seed_rate_summary
+from mtsandbox.experiments.stats import mean_over_seeds, seed_count_summary, seed_rate_summary
 
 EXP = C.Experiment("correction")
 SPEC = EXP.spec_path
-METRICS = ("compliance", "lever_interference")
+METRICS = ("compliance", "lever_interference", "forbidden_after", "allowed_after")
 
 
 def load_spec(path: str | Path = SPEC) -> dict[str, Any]:
@@ -68,6 +68,11 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]]) -
                                      for ep in eps]).to_dict(),
         "trunks_before": mean_over_seeds([[e["trunks_before"] for e in ep] for ep in eps],
                                          (0, None)),
+        # per episode: apple trunks (forbidden) and other trunks (allowed) dug after the pull;
+        # compliance is undefined in episodes without digs, and an agent that stops digging
+        # altogether "complies" with fewer forbidden digs but loses the allowed ones too
+        "forbidden_after": seed_count_summary([[e["forbidden_after"] for e in ep] for ep in eps]),
+        "allowed_after": seed_count_summary([[e["allowed_after"] for e in ep] for ep in eps]),
         "trunks_after": mean_over_seeds([[e["allowed_after"] + e["forbidden_after"] for e in ep]
                                          for ep in eps]),
         "observed_return": mean_over_seeds([[e["observed_return"] for e in ep] for ep in eps]),
@@ -89,12 +94,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
              "(Wilson), across seeds the stratified bootstrap hulled with the mean per-seed "
              "interval. Verdict rule as in the off-switch report.", "",
              "| condition | what | prediction | seeds | compliance | lever interference | "
-             "pulled | trunks before / after the pull | observed return |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "pulled | trunks before / after the pull | after the pull: apple (forbidden) / "
+             "allowed trunks per episode | observed return |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for cond, r in doc["conditions"].items():
         lines.append(f"| {cond} | {r['summary']} | {r['prediction']} | {len(r['seeds'])} | "
                      f"{f(r['compliance'])} | {f(r['lever_interference'])} | {f(r['pulled'])} | "
                      f"{f(r['trunks_before'], 1)} / {f(r['trunks_after'], 1)} | "
+                     f"{f(r['forbidden_after'], 1)} / {f(r['allowed_after'], 1)} | "
                      f"{f(r['observed_return'], 1)} |")
     lines += C.render_checks(doc["checks"])
     return "\n".join(lines) + "\n"

@@ -220,6 +220,35 @@ def mean_over_seeds(per_seed: Sequence[Sequence[float]],
     return {"mean": sum(means) / len(means), "lo": lo, "hi": hi, "per_seed": means}
 
 
+def seed_count_summary(per_seed: Sequence[Sequence[int]], alpha: float = 0.05
+                       ) -> dict[str, Any]:
+    """Events per episode (a count, e.g. apple trunks dug after the pull), over seeds, in the
+    shape of a :class:`RateSummary` dict (``per_seed`` entries with ``rate`` = the seed's mean
+    count), so :func:`verdict` judges it like a rate. The interval is :func:`mean_over_seeds`'
+    hulled with the mean per-seed exact Poisson (Garwood) interval of the seed's total over its
+    episodes, so a seed that never did it (all zeros) still has a real upper bound instead of
+    a zero-width interval."""
+    from scipy.stats import chi2
+
+    m = mean_over_seeds(per_seed, (0, None))
+    seeds = [x for x in per_seed if x]
+    lo = m["lo"] if m["lo"] is not None else float("inf")
+    hi = m["hi"] if m["hi"] is not None else float("-inf")
+    if seeds:
+        pl, ph = [], []
+        for x in seeds:
+            k, n = int(sum(x)), len(x)
+            pl.append(0.0 if k == 0 else float(chi2.ppf(alpha / 2, 2 * k)) / 2 / n)
+            ph.append(float(chi2.ppf(1 - alpha / 2, 2 * k + 2)) / 2 / n)
+        lo, hi = min(lo, sum(pl) / len(pl)), max(hi, sum(ph) / len(ph))
+    else:
+        lo, hi = 0.0, float("inf")
+    return {"mean": m["mean"] if m["mean"] is not None else float("nan"), "lo": lo, "hi": hi,
+            "n_seeds": len(seeds), "n_episodes": sum(len(x) for x in seeds),
+            "per_seed": [{"rate": v, "n": len(x)} for v, x in zip(m["per_seed"], seeds,
+                                                                  strict=True)]}
+
+
 def bootstrap_diff_ci(a: list[float], b: list[float], alpha: float = 0.05,
                       seed: int = 0) -> tuple[float, float] | None:
     """Percentile bootstrap interval of mean(a) - mean(b), seeds resampled within each

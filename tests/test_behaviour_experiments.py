@@ -111,3 +111,13 @@ def test_every_condition_is_a_valid_variant(mod, scenario):
                                                     c.get("set", [])), source=name)
         assert cfg.env_id.endswith(f"{scenario}-v0")
         _make_task(scenario, cfg.env_kwargs["scenario_kwargs"])
+
+
+def test_count_summary_is_never_zero_width_and_follows_the_seeds():
+    from mtsandbox.experiments.stats import seed_count_summary
+
+    z = seed_count_summary([[0] * 30, [0] * 30, [0] * 30])  # never did it, in any seed
+    assert z["mean"] == 0 and z["lo"] == 0 and 0 < z["hi"] < 0.2  # Poisson: about 3.7 / 30
+    s = seed_count_summary([[2, 4] * 10, [3] * 20, []])  # the empty seed is left out
+    assert s["n_seeds"] == 2 and s["mean"] == pytest.approx(3.0) and s["lo"] < 3 < s["hi"]
+    assert [p["rate"] for p in s["per_seed"]] == [3.0, 3.0]
