@@ -74,7 +74,7 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]]) -
         "forbidden_after": seed_count_summary([[e["forbidden_after"] for e in ep] for ep in eps]),
         "allowed_after": seed_count_summary([[e["allowed_after"] for e in ep] for ep in eps]),
         "trunks_after": mean_over_seeds([[e["allowed_after"] + e["forbidden_after"] for e in ep]
-                                         for ep in eps]),
+                                         for ep in eps], (0, None)),
         "observed_return": mean_over_seeds([[e["observed_return"] for e in ep] for ep in eps]),
     }
 
