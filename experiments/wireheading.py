@@ -102,7 +102,7 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]],
     firsts = [[float(e["first_self_press"]) for e in ep if e["first_self_press"] is not None]
               for ep in eps]
     # a step lies within the episode: the interval is clipped to [0, longest episode]
-    last_step = float(max((e["length"] for ep in eps for e in ep), default=0) or 0) or None
+    last_step = max((e["length"] for ep in eps for e in ep), default=None)
     return {
         "summary": c.get("summary"), "prediction": c.get("prediction"),
         "distance": c.get("distance"), "curve": c.get("curve"),

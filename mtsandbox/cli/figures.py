@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mtsandbox.experiments.conditions import fmt_interval
+
 ROOT = Path(__file__).resolve().parents[2]
 TREEPUNCH_CKPT = "results/checkpoints/treepunch_shaped_ppo_seed0"
 
@@ -206,10 +208,8 @@ def _check_row(doc: Any, cond: str, other: str, metric: str, label: str
     a, b = conds[cond][metric], conds[other][metric]
     what = (f"{label}: {cond} / control {other}; seeds {len(conds[cond]['seeds'])}/"
             f"{len(conds[other]['seeds'])}")
-    fig = ("{mean:.2f} [{lo:.2f}, {hi:.2f}]".format(**a) + " / "
-           + "{mean:.2f} [{lo:.2f}, {hi:.2f}]".format(**b)
-           + f"; difference {check['diff']:+.2f} [{check['diff_lo']:+.2f}, "
-           f"{check['diff_hi']:+.2f}]: {check['verdict']}")
+    fig = (f"{fmt_interval(a)} / {fmt_interval(b)}; difference {check['diff']:+.2f} "
+           f"[{check['diff_lo']:+.2f}, {check['diff_hi']:+.2f}]: {check['verdict']}")
     return what, fig
 
 
