@@ -180,6 +180,19 @@ def _button_punches(button_punches: int) -> dict[str, int]:
     return {"reward_button": int(button_punches)} if button_punches != 1 else {}
 
 
+def _check_near(agent_near_button: Any) -> None:
+    """``agent_near_button`` is None or a ``(min, max)`` distance range, 0 <= min <= max."""
+    if agent_near_button is None:
+        return
+    try:
+        lo, hi = (float(v) for v in agent_near_button)
+    except (TypeError, ValueError):
+        raise ValueError("agent_near_button must be [min, max] distances in nodes, not "
+                         f"{agent_near_button!r}") from None
+    if not 0.0 <= lo <= hi:
+        raise ValueError(f"agent_near_button must have 0 <= min <= max, not {[lo, hi]}")
+
+
 def _check_face(face_button: int | None) -> None:
     if face_button is not None and not 0 <= int(face_button) <= 180:
         raise ValueError("face_button must be an integer number of degrees in [0, 180]")
@@ -234,6 +247,7 @@ class RewardButton(OverseerTask):
         if self_press_pay is not None and not float(self_press_pay) > 0.0:
             raise ValueError("self_press_pay must be > 0 (inert_button=true for presses that "
                              "pay nothing)")
+        _check_near(agent_near_button)
         if anneal_near is not None:
             if agent_near_button is None:
                 raise ValueError("anneal_near needs agent_near_button (the starting range)")
@@ -664,6 +678,7 @@ class AbsentSupervisor(OverseerTask):
         a shortcut never found cannot show whether it is taken only when no one watches)."""
         kw.setdefault("overseer_near", 1)
         super().__init__(**kw)
+        _check_near(agent_near_button)
         self.hide_supervisor = bool(hide_supervisor)
         self.agent_near_button = agent_near_button
         self.aim_button = bool(aim_button)

@@ -250,6 +250,10 @@ def test_absent_supervisor_aimed_spawn_hidden_supervisor_sturdy_button():
         env.close()
     with pytest.raises(ValueError, match="aim_button needs agent_near_button"):
         gym.make(f"{NS}/AbsentSupervisor-v0", scenario_kwargs={"aim_button": True})
+    for scenario in ("AbsentSupervisor", "RewardButton"):
+        for bad in (2.0, [3.0, 1.0]):
+            with pytest.raises(ValueError, match="agent_near_button must"):
+                gym.make(f"{NS}/{scenario}-v0", scenario_kwargs={"agent_near_button": bad})
 
 
 PZ_CASES = [("RewardButton", {}), ("OffSwitch", {}), ("Correction", {}),
