@@ -72,6 +72,11 @@ class TrainConfig:
     """"auto" (subproc when n_envs > 1), "subproc", "dummy" (all in this process), or "ray"
     (env servers as Ray actors; local Ray, or a cluster via RAY_ADDRESS)."""
 
+    rollout: str = "lockstep"
+    """How PPO collects rollouts: "lockstep" (SB3's loop: infer for every env, then step them
+    all) or "overlap" (two groups of envs half a step apart, the learner inferring for one group
+    while the other steps; needs n_envs >= 2 and subproc/dummy envs; see agents/overlap.py)."""
+
     total_steps: int = 1_000_000
     """Total env steps (summed over envs) to train for; on resume, the target total."""
 
@@ -204,6 +209,12 @@ class TrainConfig:
         if self.vec_env not in ("auto", "subproc", "dummy", "ray"):
             raise ConfigError(f"{source}: vec_env: must be auto, subproc, dummy or ray, "
                               f"got {self.vec_env!r}")
+        if self.rollout not in ("lockstep", "overlap"):
+            raise ConfigError(f"{source}: rollout: must be lockstep or overlap, "
+                              f"got {self.rollout!r}")
+        if self.rollout == "overlap" and (self.n_envs < 2 or self.vec_env == "ray"):
+            raise ConfigError(f"{source}: rollout: overlap needs n_envs >= 2 and subproc or "
+                              f"dummy envs (n_envs {self.n_envs}, vec_env {self.vec_env})")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
             raise ConfigError(f"{source}: device: expected auto/cpu/cuda/cuda:N, got '{dev}'")

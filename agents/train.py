@@ -366,6 +366,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, *, console=None,
                          action_meanings=extra_meta.get("action_meanings"))
             extra_meta["init_from"] = str(cfg.init_from)
             console.print(f"policy initialised from {cfg.init_from}", highlight=False)
+        if cfg.rollout == "overlap":
+            from mtsandbox.agents.overlap import use_overlapped_rollouts
+
+            use_overlapped_rollouts(model)
         formats = ["tensorboard"] + (["stdout"] if verbose else [])
         model.set_logger(configure(str(run_path / "tb"), formats))
         remaining = cfg.total_steps - model.num_timesteps

@@ -93,6 +93,8 @@ def make_vec_env(cfg: TrainConfig, n_envs: int | None = None, seed: int | None =
         for i in range(n)
     ]
     venv: VecEnv
+    if cfg.rollout == "overlap" and n >= 2 and not use_ray and not force_dummy:
+        return _grouped_vec_env(cfg, fns, base_seed, use_subproc)
     if use_ray:  # env servers as Ray actors (local Ray, or the cluster in RAY_ADDRESS)
         from mtsandbox.agents.ray_envs import RayVecEnv
 
@@ -108,6 +110,42 @@ def make_vec_env(cfg: TrainConfig, n_envs: int | None = None, seed: int | None =
             venv = VecFrameStack(venv, n_stack=cfg.frame_stack, channels_order="last")
     except BaseException:
         close_quietly(venv)
+        raise
+    return venv
+
+
+def _grouped_vec_env(cfg: TrainConfig, fns: list[Callable[[], gym.Env]], base_seed: int,
+                     use_subproc: bool) -> VecEnv:
+    """Two halves of the envs, each its own (Subproc|Dummy)VecEnv with the usual wrappers and
+    the channel-first transpose SB3 would add, behind one GroupedVecEnv (``rollout: overlap``,
+    see :mod:`mtsandbox.agents.overlap`). Env ``i`` is seeded ``base_seed + i`` as before."""
+    from stable_baselines3.common.preprocessing import is_image_space, \
+        is_image_space_channels_first
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    from mtsandbox.agents.overlap import GroupedVecEnv
+
+    if use_subproc:
+        preload_worker_modules()
+    half = len(fns) // 2
+    groups: list[VecEnv] = []
+    try:
+        for part in (fns[:half], fns[half:]):
+            g: VecEnv = SubprocVecEnv(part) if use_subproc else DummyVecEnv(part)
+            groups.append(g)
+            g = VecMonitor(g)
+            if cfg.frame_stack > 1:
+                g = VecFrameStack(g, n_stack=cfg.frame_stack, channels_order="last")
+            space = g.observation_space
+            if (isinstance(space, gym.spaces.Box) and is_image_space(space)
+                    and not is_image_space_channels_first(space)):
+                g = VecTransposeImage(g)
+            groups[-1] = g
+        venv = GroupedVecEnv(groups)
+        venv.seed(base_seed)
+    except BaseException:
+        for g in groups:
+            close_quietly(g)
         raise
     return venv
 

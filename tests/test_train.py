@@ -418,6 +418,28 @@ def test_bench_train_measures_parts_and_ratio(tmp_path):
         assert saved[k] > 0 and saved[k] == pytest.approx(fig[k])
     want = 1 / (1 / saved["env_alone_steps_per_s"] + saved["update_ms_per_sample"] / 1000)
     assert saved["ceiling_steps_per_s"] == pytest.approx(want)
+    # The learner's own work splits into inference, sending actions and the rest, adding up.
+    split = saved["rollout_learner_split_ms_per_step"]
+    assert split["inference"] > 0 and split["send_actions"] > 0
+    assert sum(split.values()) == pytest.approx(saved["rollout_learner_ms_per_step"])
+    assert saved["rollout_learner_cpu_ms_per_env_step"] > 0
+    assert 0 < saved["rollout_cpu_utilisation"] <= 1
+    # Paying the learner's CPU too can only lower the CPU-bound ceiling.
+    assert 0 < saved["cpu_ceiling_with_learner_steps_per_s"] <= saved["cpu_ceiling_steps_per_s"]
+
+
+def test_timed_wrapper_counts_and_restores():
+    from mtsandbox.cli.bench_train import _Timed
+
+    class Thing:
+        def work(self, x):
+            return 2 * x
+
+    t = Thing()
+    timer = _Timed(t, "work")
+    assert t.work(3) == 6 and timer.seconds > 0 and "work" in vars(t)
+    timer.restore()
+    assert "work" not in vars(t) and t.work(4) == 8
 
 
 def test_bench_learning_compare_gives_the_sample_efficiency_curve(tmp_path):

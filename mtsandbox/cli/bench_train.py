@@ -23,8 +23,11 @@ alone rate), then the update. The last figure printed is end-to-end / ceiling.
 Where the rollout's time goes (the profile; also as shares of one env step's time, with the
 update): the learner's wall time inside
 ``VecEnv.step_wait`` (waiting for the workers: env step, pickling, pipes) and the rest of
-``collect_rollouts`` (inference, rollout buffer, callbacks). With SB3's lockstep VecEnvs the
-two never overlap, so their sum is the rollout time. Figures are measurements of this machine
+``collect_rollouts`` (inference, rollout buffer, callbacks; split further into the policy's
+forward pass, sending the actions and the rest). With SB3's lockstep VecEnvs the two never
+overlap, so their sum is the rollout time; ``--set rollout=overlap`` measures the overlapped
+loop (agents/overlap.py), where the learner infers for one env group while the other steps, so
+the wait shrinks by what the overlap hides. Figures are measurements of this machine
 at this moment: run it on a quiet machine (nothing else training) to compare.
 """
 
@@ -95,24 +98,28 @@ def env_alone_rate(env_id: str, env_kwargs: dict[str, Any], steps: int) -> tuple
         env.close()
 
 
-class _TimedStepWait:
-    """Wraps a VecEnv's ``step_wait`` and adds its wall time to :attr:`seconds`."""
+class _Timed:
+    """Wraps ``obj.<name>`` (an instance attribute shadowing the method) and adds its wall time
+    to :attr:`seconds`; :meth:`restore` puts the original back."""
 
-    def __init__(self, venv: Any) -> None:
-        self.venv, self.seconds = venv, 0.0
-        self._inner = venv.step_wait
+    def __init__(self, obj: Any, name: str) -> None:
+        self.obj, self.name, self.seconds = obj, name, 0.0
+        self._inner = getattr(obj, name)
 
-        def step_wait() -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
             t = time.perf_counter()
             try:
-                return self._inner()
+                return self._inner(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - t
 
-        venv.step_wait = step_wait
+        setattr(obj, name, timed)
 
     def restore(self) -> None:
-        self.venv.step_wait = self._inner
+        try:
+            delattr(self.obj, self.name)  # the class's method shows through again
+        except AttributeError:
+            setattr(self.obj, self.name, self._inner)
 
 
 def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
@@ -142,30 +149,59 @@ def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
                     clip_range=cfg.clip, max_grad_norm=cfg.max_grad_norm,
                     policy_kwargs=make_policy_kwargs(cfg.features_dim), seed=cfg.seed,
                     device=fig["device"], verbose=0)
+        grouped = cfg.rollout == "overlap"
+        if grouped:  # two env groups half a step apart (agents/overlap.py)
+            from mtsandbox.agents.overlap import use_overlapped_rollouts
+
+            use_overlapped_rollouts(model)
         threads = tr.ThreadSwitchCallback()
         per_iter = cfg.n_steps * cfg.n_envs
         _, callback = model._setup_learn(per_iter * (2 * iters + 2), threads)
         callback.on_training_start(locals(), globals())
-        roll, upd, waits = [], [], []
+        roll, upd = [], []
+        timed = {"wait": 0.0, "send": 0.0, "inference": 0.0}
+        learner_cpu = machine_busy = machine_total = 0.0
         assert model.env is not None
-        timer = _TimedStepWait(model.env)
+        wait, send = ("step_group_wait", "step_group_async") if grouped else ("step_wait",
+                                                                              "step_async")
+        timers = {"wait": _Timed(model.env, wait), "send": _Timed(model.env, send),
+                  "inference": _Timed(model.policy, "forward")}
         for i in range(iters + 1):
-            w0 = timer.seconds
+            before = {k: tm.seconds for k, tm in timers.items()}
+            c0, (b0, tot0) = time.process_time(), _cpu_times()
             t0 = time.perf_counter()
             model.collect_rollouts(model.env, callback, model.rollout_buffer, cfg.n_steps)
             t1 = time.perf_counter()
+            c1, (b1, tot1) = time.process_time(), _cpu_times()
             model.train()
             t2 = time.perf_counter()
             if i > 0:  # the first iteration warms up caches and allocators
                 roll.append(t1 - t0)
                 upd.append(t2 - t1)
-                waits.append(timer.seconds - w0)
-        timer.restore()
+                for k, tm in timers.items():
+                    timed[k] += tm.seconds - before[k]
+                learner_cpu += c1 - c0
+                machine_busy, machine_total = machine_busy + b1 - b0, machine_total + tot1 - tot0
+        for tm in timers.values():
+            tm.restore()
+        vec_steps = cfg.n_steps * len(roll)
         fig["rollout_steps_per_s"] = per_iter * len(roll) / sum(roll)
         fig["update_ms_per_sample"] = 1000 * sum(upd) / (per_iter * len(upd))
-        fig["rollout_env_wait_ms_per_step"] = 1000 * sum(waits) / (cfg.n_steps * len(waits))
-        fig["rollout_learner_ms_per_step"] = (1000 * (sum(roll) - sum(waits))
-                                              / (cfg.n_steps * len(roll)))
+        fig["rollout_env_wait_ms_per_step"] = 1000 * timed["wait"] / vec_steps
+        fig["rollout_learner_ms_per_step"] = 1000 * (sum(roll) - timed["wait"]) / vec_steps
+        # The learner's own work split further: the policy's forward pass (inference), sending
+        # the actions to the workers (step_async: pickling, pipe writes, waking them) and the
+        # rest (obs to tensor, rollout buffer, callbacks, SB3 bookkeeping).
+        fig["rollout_learner_split_ms_per_step"] = {
+            "inference": 1000 * timed["inference"] / vec_steps,
+            "send_actions": 1000 * timed["send"] / vec_steps,
+            "buffer_callbacks_other": 1000 * (sum(roll) - timed["wait"] - timed["send"]
+                                              - timed["inference"]) / vec_steps}
+        # CPU the learner process itself spends per env step while collecting (its torch
+        # threads included), and how busy the whole machine is during rollouts.
+        fig["rollout_learner_cpu_ms_per_env_step"] = 1000 * learner_cpu / (per_iter * len(roll))
+        fig["rollout_cpu_utilisation"] = (machine_busy / machine_total if machine_total > 0
+                                          else None)
         b0, tot0 = _cpu_times()
         t = time.perf_counter()
         model.learn(per_iter * iters, callback=tr.ThreadSwitchCallback(),
@@ -185,6 +221,16 @@ def measure(cfg: Any, iters: int, env_steps: int) -> dict[str, Any]:
     fig["cpu_ceiling_steps_per_s"] = 1.0 / (1.0 / env_cpu + upd_s)
     fig["end_to_end_over_cpu_ceiling"] = (fig["end_to_end_steps_per_s"]
                                           / fig["cpu_ceiling_steps_per_s"])
+    # The same CPU-bound ceiling once the learner's own rollout CPU (inference, buffer, pipes)
+    # is paid too: what a perfectly overlapped rollout could reach on these cores. The gap
+    # between the two CPU-bound ceilings is the learner's share; the gap between this one and
+    # end to end is idle CPU (the lockstep waits) plus scheduling.
+    learner_s = fig["rollout_learner_cpu_ms_per_env_step"] / 1000
+    env_learner_cpu = min(cores / (fig["env_cpu_s_per_step"] + learner_s),
+                          fig["env_alone_steps_per_s"] * cfg.n_envs)
+    fig["cpu_ceiling_with_learner_steps_per_s"] = 1.0 / (1.0 / env_learner_cpu + upd_s)
+    fig["end_to_end_over_cpu_ceiling_with_learner"] = (
+        fig["end_to_end_steps_per_s"] / fig["cpu_ceiling_with_learner_steps_per_s"])
     # Where an env step's time goes (ms per env step; the three add up to 1 / the parts'
     # end-to-end rate): SB3's lockstep rollout never overlaps the first two.
     n = cfg.n_envs
@@ -212,6 +258,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              f"{fig['rollout_env_wait_ms_per_step']:.2f}"),
             ("  per step: learner's own work: inference, buffer (ms)",
              f"{fig['rollout_learner_ms_per_step']:.2f}"),
+            ("    of which inference / sending actions / buffer, callbacks, rest (ms)",
+             " / ".join(f"{v:.2f}" for v in fig["rollout_learner_split_ms_per_step"].values())),
+            ("  learner process CPU per env step during rollouts (ms)",
+             f"{fig['rollout_learner_cpu_ms_per_env_step']:.2f}"),
+            ("  CPU utilisation during rollouts (all processes)",
+             f"{100 * fig['rollout_cpu_utilisation']:.0f}%"
+             if fig["rollout_cpu_utilisation"] is not None else "-"),
             (f"update ms per sample ({cfg.n_epochs} epochs)",
              f"{fig['update_ms_per_sample']:.2f}"),
             ("end-to-end steps/s (learn)", f"{fig['end_to_end_steps_per_s']:.0f}"),
@@ -225,11 +278,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("where an env step's time goes: waiting for envs / learner's inference + "
              "buffer / update",
              " / ".join(f"{100 * v:.0f}%" for v in fig["share_of_step_time"].values())),
+            ("CPU-bound ceiling paying the learner's rollout CPU too (perfect overlap)",
+             f"{fig['cpu_ceiling_with_learner_steps_per_s']:.0f}"),
+            ("end-to-end / CPU-bound ceiling with the learner",
+             f"{100 * fig['end_to_end_over_cpu_ceiling_with_learner']:.0f}%"),
             ("end-to-end / CPU-bound ceiling", f"{100 * fig['end_to_end_over_cpu_ceiling']:.0f}%"),
             ("end-to-end / ceiling", f"{100 * fig['end_to_end_over_ceiling']:.0f}%")]
     w = max(len(r[0]) for r in rows)
     print(f"bench train: {cfg.env_id}, {cfg.n_envs} envs, n_steps {cfg.n_steps}, "
-          f"device {fig['device']}")
+          f"rollout {cfg.rollout}, device {fig['device']}")
     for name, val in rows:
         print(f"  {name:<{w}}  {val}")
     name = args.label or Path(args.config).stem

@@ -237,7 +237,8 @@ def _bench_train_table(r: Results) -> list[str]:
     if not runs:
         return [_missing("mtsandbox bench train --label NAME")]
     items: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-        ("config (env, envs)", lambda d: f"{d['config']['env_id'].split('/')[-1]}, {d['n_envs']}"),
+        ("config (env, envs, rollout)", lambda d: f"{d['config']['env_id'].split('/')[-1]}, "
+         f"{d['n_envs']}, {d['config'].get('rollout', 'lockstep')}"),
         ("measured", lambda d: str(d.get("when", "-"))[:16]),
         ("env steps/s, one env alone", lambda d: _n(d["env_alone_steps_per_s"])),
         ("cores one env alone keeps busy (process + server)",
@@ -249,6 +250,14 @@ def _bench_train_table(r: Results) -> list[str]:
          lambda d: _n(d.get("rollout_env_wait_ms_per_step"), ".2f")),
         ("rollout: learner's own work (inference, buffer), ms per vector step",
          lambda d: _n(d.get("rollout_learner_ms_per_step"), ".2f")),
+        ("of the learner's own work: inference / sending actions / buffer, callbacks, rest, ms",
+         lambda d: " / ".join(f"{v:.2f}" for v in d["rollout_learner_split_ms_per_step"].values())
+         if "rollout_learner_split_ms_per_step" in d else "-"),
+        ("learner process CPU per env step during rollouts, ms",
+         lambda d: _n(d.get("rollout_learner_cpu_ms_per_env_step"), ".2f")),
+        ("CPU utilisation during rollouts", lambda d: _n(
+            d.get("rollout_cpu_utilisation") and 100 * d["rollout_cpu_utilisation"], ".0f")
+         + ("%" if d.get("rollout_cpu_utilisation") else "")),
         ("update, ms per sample", lambda d: f"{d['update_ms_per_sample']:.2f}"),
         ("an env step's time: waiting for envs / learner's inference + buffer / update",
          lambda d: " / ".join(f"{100 * v:.0f}%" for v in d["share_of_step_time"].values())
@@ -258,6 +267,8 @@ def _bench_train_table(r: Results) -> list[str]:
             d["cpu_utilisation"] and 100 * d["cpu_utilisation"], ".0f") + "%"),
         ("ceiling from the parts", lambda d: _n(d["ceiling_steps_per_s"])),
         ("CPU-bound ceiling", lambda d: _n(d.get("cpu_ceiling_steps_per_s"))),
+        ("CPU-bound ceiling paying the learner's rollout CPU too (a perfectly overlapped rollout)",
+         lambda d: _n(d.get("cpu_ceiling_with_learner_steps_per_s"))),
         ("**end to end / ceiling**", lambda d: f"**{100 * d['end_to_end_over_ceiling']:.0f}%**"),
     ]
     head = "| figure | " + " | ".join(f"`{lab}`" for lab, _ in runs) + " |"
@@ -304,8 +315,11 @@ def benchmarks_md(r: Results) -> str:
             "", "One column per results/bench/train_<label>.json, oldest first (`before` is the "
             "code before the throughput work of issue 15, on the same machine). The ceiling "
             "assumes the envs step on every core during rollouts, then the update runs; the "
-            "learner's wait and its own work add up to the rollout time (SB3's lockstep "
-            "VecEnvs never overlap them).", ""]
+            "learner's wait and its own work add up to the rollout time (in SB3's lockstep "
+            "rollout they never overlap; with `rollout: overlap` the learner infers for one env "
+            "group while the other steps, which shortens the wait). The CPU-bound ceiling "
+            "paying the learner's rollout CPU too is what a perfectly overlapped rollout could "
+            "reach on these cores.", ""]
     out += _bench_train_table(r)
     lc = r.json("results/bench/learning_check/summary.json")
     if isinstance(lc, dict):
