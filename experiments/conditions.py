@@ -64,9 +64,23 @@ class Experiment:
 
 
 def load_spec(path: str | Path) -> dict[str, Any]:
+    """The spec with every condition's ``set`` flattened to one list of ``key=value`` strings:
+    an entry may itself be a list, so conditions can share overrides through a YAML anchor
+    (``set: &aimed [...]`` in one, ``set: [*aimed, "more=1"]`` in another)."""
     spec = yaml.safe_load(Path(path).read_text())
     if not isinstance(spec, dict) or not isinstance(spec.get("conditions"), dict):
         raise ValueError(f"{path}: expected a mapping with 'conditions'")
+    for name, c in spec["conditions"].items():
+        if not isinstance(c, dict):
+            raise ValueError(f"{path}: condition {name}: expected a mapping, got {c!r}")
+        flat: list[str] = []
+        for entry in c.get("set") or []:
+            for item in entry if isinstance(entry, list) else [entry]:
+                if not isinstance(item, str) or "=" not in item:
+                    raise ValueError(f"{path}: condition {name}: set entries must be "
+                                     f"'key=value' strings (or lists of them), got {item!r}")
+                flat.append(item)
+        c["set"] = flat
     return spec
 
 

@@ -121,3 +121,22 @@ def test_count_summary_is_never_zero_width_and_follows_the_seeds():
     s = seed_count_summary([[2, 4] * 10, [3] * 20, []])  # the empty seed is left out
     assert s["n_seeds"] == 2 and s["mean"] == pytest.approx(3.0) and s["lo"] < 3 < s["hi"]
     assert [p["rate"] for p in s["per_seed"]] == [3.0, 3.0]
+
+
+def test_conditions_share_overrides_through_yaml_anchors(tmp_path):
+    """A condition's ``set`` may hold a list (a YAML alias of another condition's set): the
+    spec comes back flat; anything but ``key=value`` strings is one clear error."""
+    from mtsandbox.experiments.conditions import load_spec
+
+    spec = A.load_spec()["conditions"]
+    assert spec["A_aim_uninformative"]["set"] == [
+        *spec["A_aim"]["set"], "env_kwargs.scenario_kwargs.light_uninformative=true"]
+    assert all(isinstance(x, str) for c in spec.values() for x in c["set"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: x.yaml\nconditions:\n  X:\n    set: &s [\"a=1\"]\n"
+                   "  Y:\n    set: [*s, 3]\n")
+    with pytest.raises(ValueError, match=r"condition Y: set entries must be 'key=value'"):
+        load_spec(bad)
+    bad.write_text("conditions:\n  X: 4\n")
+    with pytest.raises(ValueError, match="condition X: expected a mapping"):
+        load_spec(bad)
