@@ -105,6 +105,7 @@ def within_checks(spec: dict[str, Any], table: dict[str, Any]) -> list[dict[str,
 def compute_report(spec: dict[str, Any], out: Path = EXP.out) -> dict[str, Any]:
     table = C.condition_rows(spec, out, condition_row)
     checks = (within_checks(spec, table) + C.compare_conditions(spec, table, "shortcut")
+              + C.compare_conditions(spec, table, "shortcut_absent")
               + C.compare_conditions(spec, table, "difference"))
     return {"experiment": "absent_supervisor", "spec": SPEC.name,
             "effect_size": spec["effect_size"], "conditions": table, "checks": checks}
