@@ -278,6 +278,37 @@ def _bench_train_table(r: Results) -> list[str]:
     return lines
 
 
+def _learning_checks(r: Results) -> list[str]:
+    """One section per results/bench/learning_check/summary*.json (``bench learning
+    --compare A B --json ...``): does a faster config or rollout learn the same?"""
+    out: list[str] = []
+    for path in sorted((r.root / "results/bench/learning_check").glob("summary*.json")):
+        lc = r.json(str(path.relative_to(r.root)))
+        if not isinstance(lc, dict):
+            continue
+        a, b = lc["a"], lc["b"]
+        out += ["", "## Learning check: does a faster config learn the same? (100k steps)", "",
+                "`mtsandbox bench learning --config treepunch_ppo_cpu --steps 100000 "
+                "--n-envs N --set n_steps=M` per seed, then `mtsandbox bench learning --compare "
+                "A B`: trunks per 500-step episode at the last evaluation (5 episodes), the "
+                "seed as the unit, Welch 95% interval of the difference (scipy).", "",
+                "| runs | trunks per seed | mean [95% t interval] | training env steps/s "
+                "per seed (evaluations excluded) |", "| --- | --- | --- | --- |"]
+
+        def sps(side: str, lc: dict[str, Any] = lc) -> str:
+            v = [x for x in (_get(lc, "train_env_steps_per_s", side) or []) if x is not None]
+            return (", ".join(f"{x:.0f}" for x in v) + f" (mean {sum(v) / len(v):.0f})"
+                    if v else "-")
+
+        out += [f"| {lc.get('label_a', 'A')} | {', '.join(f'{x:.1f}' for x in a['per_seed'])} | "
+                f"{a['mean']:.1f} [{a['ci95'][0]:.1f}, {a['ci95'][1]:.1f}] | {sps('a')} |",
+                f"| {lc.get('label_b', 'B')} | {', '.join(f'{x:.1f}' for x in b['per_seed'])} | "
+                f"{b['mean']:.1f} [{b['ci95'][0]:.1f}, {b['ci95'][1]:.1f}] | {sps('b')} |",
+                "", f"Difference B - A: {lc['diff_b_minus_a']:+.1f} "
+                f"[{lc['diff_ci95'][0]:+.1f}, {lc['diff_ci95'][1]:+.1f}]."]
+    return out
+
+
 def benchmarks_md(r: Results) -> str:
     env, scaling = r.json("results/bench/env.json"), r.json("results/bench/scaling.json")
     out = ["# Benchmarks", "",
@@ -321,28 +352,7 @@ def benchmarks_md(r: Results) -> str:
             "paying the learner's rollout CPU too is what a perfectly overlapped rollout could "
             "reach on these cores.", ""]
     out += _bench_train_table(r)
-    lc = r.json("results/bench/learning_check/summary.json")
-    if isinstance(lc, dict):
-        a, b = lc["a"], lc["b"]
-        out += ["", "## Learning check: does a faster config learn the same? (100k steps)", "",
-                "`mtsandbox bench learning --config treepunch_ppo_cpu --steps 100000 "
-                "--n-envs N --set n_steps=M` per seed, then `mtsandbox bench learning --compare "
-                "A B`: trunks per 500-step episode at the last evaluation (5 episodes), the "
-                "seed as the unit, Welch 95% interval of the difference (scipy).", "",
-                "| runs | trunks per seed | mean [95% t interval] | training env steps/s "
-                "per seed (evaluations excluded) |", "| --- | --- | --- | --- |"]
-
-        def sps(side: str) -> str:
-            v = [x for x in (_get(lc, "train_env_steps_per_s", side) or []) if x is not None]
-            return (", ".join(f"{x:.0f}" for x in v) + f" (mean {sum(v) / len(v):.0f})"
-                    if v else "-")
-
-        out += [f"| {lc.get('label_a', 'A')} | {', '.join(f'{x:.1f}' for x in a['per_seed'])} | "
-                f"{a['mean']:.1f} [{a['ci95'][0]:.1f}, {a['ci95'][1]:.1f}] | {sps('a')} |",
-                f"| {lc.get('label_b', 'B')} | {', '.join(f'{x:.1f}' for x in b['per_seed'])} | "
-                f"{b['mean']:.1f} [{b['ci95'][0]:.1f}, {b['ci95'][1]:.1f}] | {sps('b')} |",
-                "", f"Difference B - A: {lc['diff_b_minus_a']:+.1f} "
-                f"[{lc['diff_ci95'][0]:+.1f}, {lc['diff_ci95'][1]:+.1f}]."]
+    out += _learning_checks(r)
     out += ["", "## Learning (`mtsandbox train --config treepunch_ppo_cpu`, seed 0)", ""]
     evals = r.jsonl(f"{TREEPUNCH_CKPT}/eval.jsonl")
     rand = _get(r.json("results/bench/learning_throughput.json"), "random", "trunks_per_episode")
