@@ -168,10 +168,40 @@ def preload_worker_modules() -> None:
         pass
 
 
+def _base_vec_envs(venv: Any) -> list[Any]:
+    """The innermost VecEnvs under ``venv``'s wrappers (every group of a GroupedVecEnv)."""
+    while hasattr(venv, "venv"):
+        venv = venv.venv
+    groups = getattr(venv, "groups", None)
+    if groups is not None:
+        return [b for g in groups for b in _base_vec_envs(g)]
+    return [venv]
+
+
+def _drain_pending(base: Any, timeout: float = 5.0) -> None:
+    """A Ctrl-C inside ``SubprocVecEnv.step_wait`` leaves ``waiting`` set after some workers'
+    replies were already read; SB3's ``close()`` then reads every worker again and blocks
+    forever on those. Read only the replies that arrive (each within ``timeout`` s), then
+    clear ``waiting`` so ``close()`` goes straight to telling the workers to close."""
+    if not getattr(base, "waiting", False) or getattr(base, "closed", False):
+        return
+    for remote in getattr(base, "remotes", []):
+        try:
+            if remote.poll(timeout):
+                remote.recv()
+        except Exception:  # a dead worker or a half-read message: close() copes below
+            pass
+    base.waiting = False
+
+
 def close_quietly(venv: Any) -> None:
-    """Close a VecEnv, never raising (used in ``finally`` blocks)."""
+    """Close a VecEnv, never raising and never hanging on a step interrupted half-way (used in
+    ``finally`` blocks)."""
     if venv is None:
         return
+    bases = _base_vec_envs(venv)
+    for base in bases:
+        _drain_pending(base)
     try:
         venv.close()
         return
@@ -179,21 +209,21 @@ def close_quietly(venv: Any) -> None:
         warnings.warn(f"error while closing envs: {e!r}", stacklevel=2)
     # SubprocVecEnv.close() stops at the first dead worker: ask the live ones to close their
     # env (so e.g. a Minetest server is shut down), and only then terminate stragglers.
-    base = getattr(venv, "unwrapped", venv)
-    procs, remotes = getattr(base, "processes", None), getattr(base, "remotes", None)
-    if not procs or not remotes:
-        return
-    for remote, proc in zip(remotes, procs, strict=False):
-        if proc.is_alive():
-            try:
-                remote.send(("close", None))
-            except Exception:
-                pass
-    for proc in procs:
-        proc.join(timeout=30)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=5)
+    for base in bases:
+        procs, remotes = getattr(base, "processes", None), getattr(base, "remotes", None)
+        if not procs or not remotes:
+            continue
+        for remote, proc in zip(remotes, procs, strict=False):
+            if proc.is_alive():
+                try:
+                    remote.send(("close", None))
+                except Exception:
+                    pass
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
 
 
 def get_action_meanings(venv: VecEnv) -> list[str] | None:

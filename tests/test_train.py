@@ -300,6 +300,28 @@ def test_envs_closed_when_env_raises(tmp_path, monkeypatch):
     assert train_env.unwrapped.envs[0].unwrapped.closed
 
 
+def test_close_after_a_step_interrupted_half_way_does_not_hang(tmp_path):
+    """Ctrl-C inside SubprocVecEnv.step_wait, after one worker's reply was read: SB3's close()
+    alone would wait forever for that reply again; close_quietly reads only what is there."""
+    import threading
+
+    cfg = load_config(None, tiny_overrides(tmp_path, n_envs=2, vec_env="subproc",
+                                           env_id=f"fake_env:{FAKE_ID}"))
+    venv = tr.make_vec_env(cfg)
+    venv.reset()
+    from mtsandbox.agents.vecenv import _base_vec_envs
+
+    base = _base_vec_envs(venv)[0]
+    base.step_async(np.zeros(2, dtype=np.int64))
+    base.remotes[0].recv()  # worker 0's reply read, then the interrupt: waiting stays True
+    assert base.waiting
+    done = threading.Thread(target=tr.close_quietly, args=(venv,), daemon=True)
+    done.start()
+    done.join(timeout=60)
+    assert not done.is_alive(), "close_quietly hung on the half-read step"
+    assert not any(p.is_alive() for p in base.processes)
+
+
 def test_episode_tracker_and_ci():
     t = EpisodeTracker(2)
     info = {"observed_reward": 1.0, "hidden_performance": 0.5,
