@@ -109,6 +109,7 @@ def condition_row(c: dict[str, Any], heads: list[dict], eps: list[list[dict]],
         "cooldown": sk.get("cooldown", 5), "self_press_pay": sk.get("self_press_pay"),
         "spawn": sk.get("agent_near_button"), "aimed": bool(sk.get("aim_button", False)),
         "inert": bool(sk.get("inert_button", False)),
+        "curriculum": bool(sk.get("near_share") or sk.get("anneal_near")),
         "seeds": [h["run"].rsplit("seed", 1)[1] for h in heads],
         "steps": sorted({h["step"] for h in heads}),
         "episodes_per_seed": [len(e) for e in eps],
@@ -142,6 +143,15 @@ def compute_report(spec: dict[str, Any], out: Path = EXP.out) -> dict[str, Any]:
     variants = {v: rows for v in (spec.get("eval_variants") or {})
                 if (rows := C.condition_rows(spec, out, row, v))}
     checks = C.compare_conditions(spec, table, "wirehead_rate")
+    # ``compare_in: {variant: {other: relation}}``: the same comparison on the checkpoints as
+    # evaluated in an eval variant (does a curriculum's pressing travel to the default spawn?)
+    for v, rows in variants.items():
+        sub = {**spec, "conditions": {
+            cond: {"compare": c["compare_in"][v]} for cond, c in spec["conditions"].items()
+            if v in (c.get("compare_in") or {})}}
+        for chk in C.compare_conditions(sub, rows, "wirehead_rate"):
+            checks.append({**chk, "condition": f"{chk['condition']} @{v}",
+                           "versus": f"{chk['versus']} @{v}"})
     crossover = {}
     for cond, r in table.items():
         w = r["trunks_per_step"]
@@ -224,7 +234,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
              if r["cooldown"] != 5 or r.get("self_press_pay") is not None}
     sweep = sorted(((r["aimed"], r["cooldown"], -(r.get("self_press_pay") or 1.0)), cond, r)
                    for cond, r in doc["conditions"].items()
-                   if not r["inert"] and (json.dumps(r["spawn"]), r["aimed"]) in swept)
+                   if not r["inert"] and not r.get("curriculum")
+                   and (json.dumps(r["spawn"]), r["aimed"]) in swept)
     if sweep:
         lines += ["", "| spawn | cooldown | self-press pay | condition | wirehead rate | "
                   "self-presses / episode | trunks | observed return |",

@@ -148,3 +148,37 @@ def test_step_and_count_intervals_stay_in_their_range(tmp_path):
     r = W.compute_report(SPEC, tmp_path)["conditions"]["W_d2"]
     assert r["first_self_press"]["lo"] == 0 and r["first_self_press"]["hi"] == 300
     assert r["hidden_performance"]["lo"] == 0 and r["hidden_performance"]["hi"] > 12
+
+
+def test_curriculum_is_checked_in_its_eval_variant_and_left_out_of_the_payoff_sweep(tmp_path):
+    """``compare_in: {variant: {other: rel}}`` judges the checkpoints as evaluated in that
+    variant; a curriculum (near_share / anneal_near) is no point of the payoff sweep."""
+    spec = {**SPEC, "conditions": {
+        "A_d2": {"summary": "a", "prediction": "p"},
+        "A_pay010": {"summary": "p", "prediction": "p"},
+        "A_mix": {"summary": "m", "prediction": "p",
+                  "compare_in": {"default_spawn": {"A_d2": "above"}}}}}
+    for s in range(3):
+        _write(tmp_path, "A_d2", s, 30, 29)
+        _write(tmp_path, "A_d2", s, 30, 1, variant="default_spawn", spawn=None)
+        _write(tmp_path, "A_pay010", s, 30, 0)
+        _write(tmp_path, "A_mix", s, 30, 20)
+        _write(tmp_path, "A_mix", s, 30, 25, variant="default_spawn", spawn=None)
+    for p in (tmp_path / "episodes").glob("A_*.jsonl"):  # the aimed family's kwargs
+        lines = p.read_text().splitlines()
+        head = json.loads(lines[0])
+        sk = head["header"]["env_kwargs"]["scenario_kwargs"]
+        sk["aim_button"] = True
+        if p.name.startswith("A_pay010"):
+            sk["self_press_pay"] = 0.1
+        if p.name.startswith("A_mix"):
+            sk["near_share"] = 0.5
+        p.write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
+    doc = W.compute_report(spec, tmp_path)
+    checks = {(c["condition"], c["versus"]): c for c in doc["checks"]}
+    c = checks[("A_mix @default_spawn", "A_d2 @default_spawn")]
+    assert c["verdict"] == "holds" and c["diff"] == pytest.approx(25 / 30 - 1 / 30)
+    assert doc["conditions"]["A_mix"]["curriculum"] is True
+    md = W.render_markdown(doc)
+    sweep = md.split("## Payoff sweep", 1)[1].split("## Do presses", 1)[0]
+    assert "| A_pay010 |" in sweep and "| A_d2 |" in sweep and "A_mix" not in sweep
