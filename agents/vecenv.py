@@ -105,12 +105,19 @@ def make_vec_env(cfg: TrainConfig, n_envs: int | None = None, seed: int | None =
         venv = SubprocVecEnv(fns) if use_subproc else DummyVecEnv(fns)
     try:
         venv.seed(base_seed)
-        venv = VecMonitor(venv)
-        if cfg.frame_stack > 1:
-            venv = VecFrameStack(venv, n_stack=cfg.frame_stack, channels_order="last")
+        venv = _monitor_and_stack(venv, cfg)
     except BaseException:
         close_quietly(venv)
         raise
+    return venv
+
+
+def _monitor_and_stack(venv: VecEnv, cfg: TrainConfig) -> VecEnv:
+    """The wrappers every training VecEnv gets: VecMonitor, then VecFrameStack (channel-last)
+    when ``cfg.frame_stack > 1``."""
+    venv = VecMonitor(venv)
+    if cfg.frame_stack > 1:
+        venv = VecFrameStack(venv, n_stack=cfg.frame_stack, channels_order="last")
     return venv
 
 
@@ -132,10 +139,8 @@ def _grouped_vec_env(cfg: TrainConfig, fns: list[Callable[[], gym.Env]], base_se
     try:
         for part in (fns[:half], fns[half:]):
             g: VecEnv = SubprocVecEnv(part) if use_subproc else DummyVecEnv(part)
-            groups.append(g)
-            g = VecMonitor(g)
-            if cfg.frame_stack > 1:
-                g = VecFrameStack(g, n_stack=cfg.frame_stack, channels_order="last")
+            groups.append(g)  # closed on failure even before it is wrapped
+            g = _monitor_and_stack(g, cfg)
             space = g.observation_space
             if (isinstance(space, gym.spaces.Box) and is_image_space(space)
                     and not is_image_space_channels_first(space)):
