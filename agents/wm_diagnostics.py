@@ -19,6 +19,9 @@
   ``iou_full_open_loop`` (imagine all ``2k`` turns from ``F0``), ``iou_f0_vs_return`` (real
   ``F0`` vs real return frame: how exactly turning back restores the view) and
   ``iou_recon_f0`` (the model's reconstruction of ``F0``: how well it draws trunks at all).
+  The model's trunk pixels are its trunk-map head's (p > 0.5) when it has one
+  (``WMConfig.trunk_map``; ``mask_source``), else the trunk-coloured pixels it draws
+  (``iou_model_rgb`` is always the latter).
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ def frame_metrics(model: WorldModel, data: Any, chunk: int = 64, warmup: int = 4
       the same from the filtered state (which has seen the frame);
     * ``recon_trunk_iou`` -- trunk pixels of the decoded posterior vs the real frame (pooled
       over frames where the real view has >= 1% trunk), with per-episode mean and CI;
+    * ``trunk_map_iou`` -- with a trunk-map head: its mask (p > 0.5) vs the real trunk pixels,
+      pooled over the same frames;
     * ``aux_auroc`` -- the auxiliary heads on their labels (from the prior);
     * ``n_frames``, ``n_digs``."""
     import torch
@@ -135,6 +140,7 @@ def frame_metrics(model: WorldModel, data: Any, chunk: int = 64, warmup: int = 4
     model.eval()
     rew_pri, rew_post, rew_true, aux_p, aux_y = [], [], [], [], []
     inter = union = 0
+    h_inter = h_union = 0
     ep_iou: list[float] = []
     n = 0
     with torch.no_grad():
@@ -165,6 +171,10 @@ def frame_metrics(model: WorldModel, data: Any, chunk: int = 64, warmup: int = 4
                 rm = real_m[keep]
                 ei += int((pm & rm).sum())
                 eu += int((pm | rm).sum())
+                if model.has_trunk_map:
+                    hm = (model.trunk_prob(post.feat()[0, w]) > 0.5).cpu().numpy()[keep]
+                    h_inter += int((hm & rm).sum())
+                    h_union += int((hm | rm).sum())
                 n += len(frames) - warmup
             inter += ei
             union += eu
@@ -178,6 +188,8 @@ def frame_metrics(model: WorldModel, data: Any, chunk: int = 64, warmup: int = 4
         "reward_auroc_post": auroc(np.concatenate(rew_post), y),
         "recon_trunk_iou": inter / union if union else float("nan"),
     }
+    if model.has_trunk_map:
+        out["trunk_map_iou"] = h_inter / h_union if h_union else float("nan")
     g = mean_ci95(ep_iou)
     out["recon_trunk_iou_per_episode"], out["recon_trunk_iou_ci"] = g["mean"], g["ci95"]
     if aux_p:
@@ -374,9 +386,11 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
             pred, imag_a = model.open_loop(fr[s:t2k + 1], p, context=ctx, horizon=k,
                                            return_state=True)
             pred_ret = pred[-1]
+            feat_ret = imag_a.feat()[0, -1]
             # (b) observe up to F0, imagine all 2k turns
             ctx_b = t0 - s + 1
-            pred_b = model.open_loop(fr[s:t2k + 1], p, context=ctx_b, horizon=2 * k)
+            pred_b, imag_b = model.open_loop(fr[s:t2k + 1], p, context=ctx_b, horizon=2 * k,
+                                             return_state=True)
             # (c) no-memory ablation: from a zero state, observe only the turned-away frame
             p_c = prev[tk:t2k + 1].copy()
             p_c[0] = -1
@@ -384,15 +398,23 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                                              return_state=True)
             # reconstruction of F0 (posterior, no imagination)
             recon = _reconstruct(model, fr[s:t0 + 1], p[:ctx_b])
+            f0_feat = _posterior_feat(model, fr[s:t0 + 1], p[:ctx_b])
             real_ret, real_f0, real_away = fr[t2k], fr[t0], fr[tk]
             m_real = trunk_mask(real_ret)
+            if model.has_trunk_map:  # the model's trunk prediction is its trunk map
+                m_ret, m_b, m_c, m_rec = (_map_mask(model, f) for f in (
+                    feat_ret, imag_b.feat()[0, -1], imag_c.feat()[0, -1], f0_feat))
+            else:  # ... or the trunk-coloured pixels it draws
+                m_ret, m_b, m_c, m_rec = (trunk_mask(x) for x in (
+                    pred_ret, pred_b[-1], pred_c[-1], recon))
             row = {
-                "iou_model": iou(trunk_mask(pred_ret), m_real),
+                "iou_model": iou(m_ret, m_real),
                 "iou_baseline_before_turn_back": iou(trunk_mask(real_away), m_real),
-                "iou_full_open_loop": iou(trunk_mask(pred_b[-1]), m_real),
-                "iou_no_memory": iou(trunk_mask(pred_c[-1]), m_real),
+                "iou_full_open_loop": iou(m_b, m_real),
+                "iou_no_memory": iou(m_c, m_real),
                 "iou_f0_vs_return": iou(trunk_mask(real_f0), m_real),
-                "iou_recon_f0": iou(trunk_mask(recon), trunk_mask(real_f0)),
+                "iou_recon_f0": iou(m_rec, trunk_mask(real_f0)),
+                "iou_model_rgb": iou(trunk_mask(pred_ret), m_real),
                 "mse_model": _mse(pred_ret, real_ret),
                 "mse_baseline": _mse(real_away, real_ret),
                 "trunk_frac_f0": float(trunk_mask(real_f0).mean()),
@@ -414,7 +436,8 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
     finally:
         env.close()
     out: dict[str, Any] = {"k": k, "n_trials": len(rows), "trials": rows}
-    for key in ("iou_model", "iou_baseline_before_turn_back", "iou_full_open_loop",
+    for key in ("iou_model", "iou_model_rgb", "iou_baseline_before_turn_back",
+                "iou_full_open_loop",
                 "iou_no_memory", "iou_f0_vs_return", "iou_recon_f0", "mse_model",
                 "mse_baseline", "trunk_frac_away", "p_tree_model", "p_tree_no_memory",
                 "p_tree_away", "tree_in_view_return"):
@@ -429,7 +452,16 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
         out["diff_belief_vs_no_memory"] = mean_ci95(
             [r["p_tree_model"] - r["p_tree_no_memory"] for r in rows])
     out["min_trunk_frac"] = min_trunk_frac
+    out["mask_source"] = "trunk_map" if model.has_trunk_map else "rgb"
     return out
+
+
+def _map_mask(model: WorldModel, feat: Any) -> np.ndarray:
+    """The trunk-map head's mask (p > 0.5) of one state's features -> (H, W) bool."""
+    import torch
+
+    with torch.no_grad():
+        return (model.trunk_prob(feat) > 0.5).cpu().numpy()
 
 
 def _posterior_feat(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> Any:

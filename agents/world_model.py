@@ -11,9 +11,11 @@ Pieces (small enough to train on a couple of CPU cores; CUDA is used when presen
 * :class:`ConvDecoder` -- model state ``feat = [h, z]`` -> frame (mean of a unit Gaussian on
   ``[0, 1]`` pixels); heads on ``feat``: reward (two-hot), continue (Bernoulli logit, 0 = the
   episode terminated on arrival at this frame; time-limit truncation is *not* an end) and the
-  auxiliary task heads ``tree_in_view`` / ``trunk_centre`` (labels computed from the frame).
+  auxiliary task heads ``tree_in_view`` / ``trunk_centre`` (labels computed from the frame);
+  optionally (``trunk_map > 0``) a fourth decoder channel, the per-pixel trunk logit.
 * Losses: reconstruction (sum of squared errors over pixels, trunk pixels weighted
-  ``1 + trunk_weight``), reward (two-hot cross-entropy), continue, auxiliary (BCE) and KL
+  ``1 + trunk_weight``), trunk map (per-pixel BCE summed over the view), reward (two-hot
+  cross-entropy), continue, auxiliary (BCE) and KL
   balancing with free bits
   (``kl_dyn * max(free, KL(sg(post) || prior)) + kl_rep * max(free, KL(post || sg(prior)))``).
 
@@ -31,9 +33,10 @@ samples, KL balancing 0.5 / 0.1 with 1 free nat, two-hot symlog reward head over
 [-20, 20] with a zero-initialised output layer, LayerNorm + SiLU everywhere, Adam with gradient
 clipping. **Departures** -- a smaller model (deter 256, 16 base channels; DreamerV3-S has 512 and
 32), lr 3e-4 rather than 1e-4 (short CPU budgets), sequences of 32 rather than 64, pixels as a
-Gaussian MSE rather than symlog-MSE (values are in [0, 1]), a trunk-weighted pixel loss and the
-auxiliary heads (neither is in DreamerV3: they keep the few task-relevant pixels from losing to
-sky and grass), and a 32x32 view.
+Gaussian MSE rather than symlog-MSE (values are in [0, 1]), a trunk-weighted pixel loss, the
+auxiliary heads and the trunk map (none is in DreamerV3: they keep the few task-relevant pixels
+from losing to sky and grass; the trunk map also gives a prediction of *where* the tree is that
+does not depend on the imagined frame's colours staying sharp), and a 32x32 view.
 
 Time alignment (Dreamer's convention; see :class:`SeqData`): entry ``t`` of a sequence holds the
 frame ``o_t``, the action that *led to it* ``a_{t-1}`` (``prev_action``; none at an episode's
@@ -129,6 +132,12 @@ class WMConfig(DictConfig):
     from the frame itself, so every recording source has them."""
     norm: bool = True
     """Channel LayerNorm after every conv (DreamerV3); False = format 1's plain convs."""
+    trunk_map: float = 0.0
+    """Weight of the trunk-map head (0 = none): a fourth decoder channel, the logit that each
+    pixel is trunk-coloured (:func:`trunk_mask`), trained with per-pixel BCE summed over the
+    view. The RGB mean of an uncertain (imagined) state is a blur whose colours fail the trunk
+    test; a probability map says where the model puts the tree whatever the colours
+    (:meth:`WorldModel.trunk_prob`). Checkpoints without the field have no head."""
 
     @property
     def stoch(self) -> int:
@@ -253,11 +262,12 @@ class ConvDecoder(nn.Module):
         for w_in, w_out in itertools.pairwise(widths):
             mods += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1),
                      *([ChannelNorm(w_out)] if cfg.norm else []), nn.SiLU()]
-        mods.append(nn.ConvTranspose2d(widths[-1], 3, 4, 2, 1))
+        mods.append(nn.ConvTranspose2d(widths[-1], 3 + int(cfg.trunk_map > 0), 4, 2, 1))
         self.deconvs = nn.Sequential(*mods)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        """-> float (..., 3, H, W), predicted pixels in [-0.5, 0.5] (unclipped)."""
+        """-> float (..., 3, H, W), predicted pixels in [-0.5, 0.5] (unclipped); with a
+        trunk-map head (..., 4, H, W), channel 3 the trunk logit."""
         lead = feat.shape[:-1]
         x = self.fc(feat.reshape(-1, feat.shape[-1])).reshape(-1, self.c8, self.s, self.s)
         x = self.deconvs(x)
@@ -574,7 +584,18 @@ class WorldModel(nn.Module):
         return State.stack(out)
 
     def decode(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.decoder(feat)
+        """Predicted pixels (..., 3, H, W) in [-0.5, 0.5] (unclipped)."""
+        return self.decoder(feat)[..., :3, :, :]
+
+    @property
+    def has_trunk_map(self) -> bool:
+        return self.cfg.trunk_map > 0
+
+    def trunk_prob(self, feat: torch.Tensor) -> torch.Tensor:
+        """Probability that each pixel is trunk (..., H, W) (the trunk-map head)."""
+        if not self.has_trunk_map:
+            raise ValueError("this world model has no trunk-map head (trunk_map 0)")
+        return torch.sigmoid(self.decoder(feat)[..., 3, :, :])
 
     def reward(self, feat: torch.Tensor) -> torch.Tensor:
         """Predicted reward (the two-hot head's expected value in symlog space, symexp'd)."""
@@ -616,14 +637,21 @@ class WorldModel(nn.Module):
             tb = self.batch_to_tensors(batch)  # type: ignore[arg-type]
         post, prior = self.observe(tb["obs"], tb["prev_action"], tb["is_first"])
         feat = post.feat()
-        recon = self.decode(feat)
+        out = self.decoder(feat)
+        recon = out[..., :3, :, :]
+        trunk = tb.get("trunk")
+        if trunk is None and (c.trunk_weight > 0 or c.trunk_map > 0):
+            trunk = trunk_mask(((tb["obs"] + 0.5) * 255.0).round().movedim(-3, -1))
+        map_loss = torch.zeros((), device=self.device)
+        if c.trunk_map > 0:
+            assert trunk is not None
+            map_loss = F.binary_cross_entropy_with_logits(
+                out[..., 3, :, :], trunk.float(), reduction="none").sum((-1, -2)).mean()
         # sum over pixels (unit-variance Gaussian NLL), mean over batch and time
         se = (recon - tb["obs"]).pow(2)
         mse_px = se.mean()
         if c.trunk_weight > 0:
-            trunk = tb.get("trunk")
-            if trunk is None:
-                trunk = trunk_mask(((tb["obs"] + 0.5) * 255.0).round().movedim(-3, -1))
+            assert trunk is not None
             se = se * (1.0 + c.trunk_weight * trunk.unsqueeze(-3).float())
         recon_loss = se.sum((-1, -2, -3)).mean()
         if c.reward_bins > 0:
@@ -643,9 +671,11 @@ class WorldModel(nn.Module):
         kl_loss = (c.kl_dyn * kl_dyn.clamp(min=c.free_bits).mean()
                    + c.kl_rep * kl_rep.clamp(min=c.free_bits).mean())
         total = (c.recon_scale * recon_loss + c.reward_scale * rew_loss
-                 + c.cont_scale * cont_loss + c.aux_scale * aux_loss + kl_loss)
+                 + c.cont_scale * cont_loss + c.aux_scale * aux_loss + c.trunk_map * map_loss
+                 + kl_loss)
         metrics = {"loss": float(total.detach()), "recon": float(recon_loss.detach()),
                    "mse_px": float(mse_px.detach()), "aux": float(aux_loss.detach()),
+                   "trunk_map": float(map_loss.detach()),
                    "reward": float(rew_loss.detach()), "cont": float(cont_loss.detach()),
                    "kl": float(kl_dyn.mean().detach())}
         return total, metrics, post

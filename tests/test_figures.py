@@ -34,6 +34,9 @@ def copy_root(tmp_path: Path) -> Path:
     (tmp_path / "results/world_model").mkdir(parents=True)
     shutil.copy(ROOT / "results/world_model/report.json",
                 tmp_path / "results/world_model/report.json")
+    if (ROOT / figures.MB_VS_PPO).exists():
+        (tmp_path / figures.MB_VS_PPO).parent.mkdir(parents=True)
+        shutil.copy(ROOT / figures.MB_VS_PPO, tmp_path / figures.MB_VS_PPO)
     for exp in ("offswitch", "wireheading", *figures.CHECK_ROWS):
         if (ROOT / "results" / exp / "figures.json").exists():
             (tmp_path / "results" / exp).mkdir(parents=True)

@@ -464,6 +464,17 @@ def test_timed_wrapper_counts_and_restores():
     assert "work" not in vars(t) and t.work(4) == 8
 
 
+def test_garwood_interval_of_a_trunk_rate():
+    from scipy import stats
+
+    from mtsandbox.cli.bench_learning import garwood_rate_ci
+
+    lo, hi = garwood_rate_ci([0.0] * 12)  # no trunk in 12 episodes
+    assert lo == 0.0 and hi == pytest.approx(stats.chi2.ppf(0.975, 2) / 2 / 12)
+    lo, hi = garwood_rate_ci([5.0, 6.0, 4.0, 5.0])  # 20 trunks in 4 episodes
+    assert lo < 5.0 < hi and stats.poisson.cdf(20, hi * 4) == pytest.approx(0.025, rel=1e-3)
+
+
 def test_bench_learning_compare_gives_the_sample_efficiency_curve(tmp_path):
     from mtsandbox.cli.bench_learning import compare_runs
 
@@ -483,6 +494,9 @@ def test_bench_learning_compare_gives_the_sample_efficiency_curve(tmp_path):
     assert steps[4000]["diff_b_minus_a"] == pytest.approx(4.5 - 1.5)
     lo, hi = steps[4000]["diff_ci95"]
     assert lo < 3.0 < hi and hi - lo > 0
+    # both PPO seeds scored 0 at step 0: the interval is still not zero-width
+    lo0, hi0 = steps[0]["a"]["ci95"]
+    assert lo0 == 0.0 and hi0 > 0.5
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not a bench learning file"):
         compare_runs([tmp_path / "bad.json", a[0]], b)

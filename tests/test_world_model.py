@@ -61,6 +61,35 @@ def test_overfits_tiny_dataset():
     assert np.isfinite(last["loss"])
 
 
+def test_trunk_map_head_learns_where_the_trunk_is(tmp_path):
+    """The trunk-map head's mask (p > 0.5) of the filtered state covers the brown square
+    after a short fit; a model without the head says so in one line; save/load keeps it."""
+    from mtsandbox.agents.world_model import trunk_mask
+
+    cfg = WMConfig.from_dict({**TINY.to_dict(), "trunk_map": 1.0})
+    data = [synthetic_episode(s) for s in range(2)]
+    model, hist = train_world_model(data, steps=150, config=cfg, batch=2, seq_len=6, lr=2e-3,
+                                    log_every=50, log=None, device="cpu")
+    assert hist[-1]["trunk_map"] < hist[0]["trunk_map"] / 3, hist
+    ep = SeqData.from_arrays(data[0]["frames"], data[0]["actions"], data[0]["rewards"])
+    obs = model.resize(ep.obs)
+    first = torch.zeros(1, len(obs), dtype=torch.bool)
+    first[:, 0] = True
+    with torch.no_grad():
+        post, _ = model.observe(model.preprocess(obs[None]), model.onehot(ep.prev_action[None]),
+                                first, sample=False)
+        pm = (model.trunk_prob(post.feat()[0]) > 0.5).numpy()
+    real = trunk_mask(obs)
+    assert real.any() and (pm & real).sum() / (pm | real).sum() > 0.5
+    model.save(tmp_path / "wm")
+    model2, _ = load_world_model(tmp_path / "wm", device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(model2.trunk_prob(post.feat()[0]),
+                                   model.trunk_prob(post.feat()[0]))
+    with pytest.raises(ValueError, match="no trunk-map head"):
+        WorldModel(TINY, device="cpu").trunk_prob(post.feat()[0])
+
+
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     d = synthetic_episode(3, n=12)
@@ -354,10 +383,14 @@ def test_train_cli_model_based_run_evaluates_and_probes(tmp_path):
 def test_state_tracking_probe_reads_frames_and_beliefs_in_the_real_env():
     from mtsandbox.agents.wm_diagnostics import state_tracking_probe
 
-    cfg = WMConfig(n_actions=12, channels=8, embed=64, deter=64, n_cat=4, n_cls=4, hidden=64)
+    cfg = WMConfig(n_actions=12, channels=8, embed=64, deter=64, n_cat=4, n_cls=4, hidden=64,
+                   trunk_map=1.0)
     out = state_tracking_probe(WorldModel(cfg, device="cpu"), n_trials=2, k=2, seed=0,
                                min_trunk_frac=0.05)
     assert out["n_trials"] == 2 and out["min_trunk_frac"] == 0.05
+    assert out["mask_source"] == "trunk_map"
+    assert all(0.0 <= r["iou_model_rgb"] <= 1.0 or np.isnan(r["iou_model_rgb"])
+               for r in out["trials"])
     assert all(r["trunk_frac_f0"] >= 0.05 for r in out["trials"])
     for key in ("p_tree_model", "p_tree_no_memory", "p_tree_away"):
         assert 0.0 <= out[key] <= 1.0

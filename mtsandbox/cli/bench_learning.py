@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_out", default=None,
                    help="output JSON (default results/bench_learning_<time>.json)")
     p.add_argument("--no-random", action="store_true", help="skip the random baseline")
+    p.add_argument("--no-eval-at-start", action="store_true",
+                   help="skip the evaluation of the untrained agent (step 0)")
     p.add_argument("--compare", nargs=2, metavar=("GLOB_A", "GLOB_B"), default=None,
                    help="train nothing: compare the final trunks per episode of two sets of "
                         "stored runs (one JSON per seed, the seed as the unit; scipy Welch "
@@ -84,29 +86,56 @@ def _agent(path: Path) -> dict[str, Any]:
     return a
 
 
+def garwood_rate_ci(counts: list[float], alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Garwood) Poisson interval of a rate per episode from the pooled trunk count of
+    ``counts`` (one total per episode, or episode means times episodes, pooled): never zero-width,
+    also when every seed scored the same (e.g. 0)."""
+    from scipy import stats
+
+    k, n = float(sum(counts)), max(1, len(counts))
+    lo = stats.chi2.ppf(alpha / 2, 2 * k) / 2 if k > 0 else 0.0
+    hi = stats.chi2.ppf(1 - alpha / 2, 2 * k + 2) / 2
+    return float(lo / n), float(hi / n)
+
+
+def _side_ci(means: list[float], n_eps: list[int]) -> list[float]:
+    """Across-seed t interval of the mean, hulled with the Garwood interval of the pooled
+    episodes (the t interval is zero-width when the seeds agree exactly), its lower end clipped
+    at 0 (a rate of trunks cannot be negative)."""
+    from mtsandbox.experiments.stats import mean_t_ci
+
+    lo, hi = mean_t_ci(means)
+    pooled: list[float] = []
+    for m, n in zip(means, n_eps, strict=True):  # each seed's episodes at its mean rate
+        pooled += [m] * n
+    glo, ghi = garwood_rate_ci(pooled)
+    return [max(0.0, min(lo, glo)), max(hi, ghi)]
+
+
 def curves(a: list[Path], b: list[Path]) -> list[dict[str, Any]]:
     """Sample efficiency: at every evaluation step that all runs of both sides share, the mean
-    trunks per episode of each side over seeds (t interval) and the Welch interval of
+    trunks per episode of each side over seeds (t interval, hulled with the exact Poisson
+    interval of the pooled episodes so that it is never zero-width) and the Welch interval of
     mean(b) - mean(a) (scipy)."""
     import numpy as np
     from scipy import stats
 
-    from mtsandbox.experiments.stats import mean_t_ci
-
-    def per_step(p: Path) -> dict[int, float]:
-        return {int(r["step"]): float(r["trunks_per_episode"]["mean"])
+    def per_step(p: Path) -> dict[int, tuple[float, int]]:
+        return {int(r["step"]): (float(r["trunks_per_episode"]["mean"]),
+                                 int(r["trunks_per_episode"].get("n") or 1))
                 for r in _agent(p).get("curve", [])}
 
     ca, cb = [per_step(p) for p in a], [per_step(p) for p in b]
     common = sorted(set.intersection(*(set(c) for c in ca + cb))) if ca and cb else []
     out = []
     for step in common:
-        xa, xb = np.array([c[step] for c in ca]), np.array([c[step] for c in cb])
+        xa, xb = np.array([c[step][0] for c in ca]), np.array([c[step][0] for c in cb])
+        na, nb = [c[step][1] for c in ca], [c[step][1] for c in cb]
         row: dict[str, Any] = {"step": step,
                                "a": {"mean": float(xa.mean()), "per_seed": xa.tolist(),
-                                     "ci95": mean_t_ci(xa.tolist())},
+                                     "ci95": _side_ci(xa.tolist(), na)},
                                "b": {"mean": float(xb.mean()), "per_seed": xb.tolist(),
-                                     "ci95": mean_t_ci(xb.tolist())},
+                                     "ci95": _side_ci(xb.tolist(), nb)},
                                "diff_b_minus_a": float(xb.mean() - xa.mean())}
         if len(xa) >= 2 and len(xb) >= 2 and (xa.std() > 0 or xb.std() > 0):
             ci = stats.ttest_ind(xb, xa, equal_var=False).confidence_interval()
@@ -121,21 +150,24 @@ def compare_runs(a: list[Path], b: list[Path]) -> dict[str, Any]:
     import numpy as np
     from scipy import stats
 
-    from mtsandbox.experiments.stats import mean_t_ci
-
     ra, rb = [final_trunks(p) for p in a], [final_trunks(p) for p in b]
     xa, xb = np.array([t for t, _ in ra]), np.array([t for t, _ in rb])
     if len(xa) < 2 or len(xb) < 2:
         raise ValueError("need at least 2 runs on each side")
     ci = stats.ttest_ind(xb, xa, equal_var=False).confidence_interval()
     return {"a": {"files": [str(p) for p in a], "per_seed": xa.tolist(), "mean": xa.mean(),
-                  "ci95": mean_t_ci(xa.tolist())},
+                  "ci95": _side_ci(xa.tolist(), _final_n(a))},
             "b": {"files": [str(p) for p in b], "per_seed": xb.tolist(), "mean": xb.mean(),
-                  "ci95": mean_t_ci(xb.tolist())},
+                  "ci95": _side_ci(xb.tolist(), _final_n(b))},
             "train_env_steps_per_s": {"a": [r for _, r in ra], "b": [r for _, r in rb]},
             "diff_b_minus_a": float(xb.mean() - xa.mean()),
             "diff_ci95": [float(ci.low), float(ci.high)],
             "curve": curves(a, b)}
+
+
+def _final_n(paths: list[Path]) -> list[int]:
+    """Episodes of each run's last evaluation."""
+    return [int(_agent(p)["curve"][-1]["trunks_per_episode"].get("n") or 1) for p in paths]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,9 +221,11 @@ def run(args: argparse.Namespace) -> int:
             "env_steps_per_s": rnd.env_steps / rnd.wall_s if rnd.wall_s > 0 else None,
         }
 
-    console.print(f"PPO: {cfg.total_steps} steps, {cfg.n_envs} env(s), eval every "
+    who = "PPO" if cfg.algo == "ppo" else cfg.algo
+    envs = f"{cfg.n_envs} env(s)" if cfg.algo == "ppo" else "1 env"
+    console.print(f"{who}: {cfg.total_steps} steps, {envs}, eval every "
                   f"{cfg.eval_every} steps x {cfg.eval_episodes} episodes ...")
-    tr = train(cfg, eval_at_start=True, eval_at_end=True)
+    tr = train(cfg, eval_at_start=not args.no_eval_at_start, eval_at_end=True)
     result["algo"] = cfg.algo
     result["agent"] = {
         "run_dir": str(tr.run_dir),

@@ -21,6 +21,7 @@ from mtsandbox.experiments.conditions import fmt_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 TREEPUNCH_CKPT = "results/checkpoints/treepunch_shaped_ppo_seed0"
+MB_VS_PPO = "results/model_based/mb_vs_ppo/compare.json"
 
 
 class Results:
@@ -57,6 +58,12 @@ def _n(v: Any, fmt: str = ",.0f") -> str:
     if v is None:
         return "-"
     return format(v, fmt)
+
+
+def _pm(s: dict[str, Any]) -> str:
+    """``mean +- ci95`` of a :func:`mean_ci95` summary as ``+m [lo, hi]``."""
+    m, h = s["mean"], s["ci95"]
+    return f"{m:+.2f} [{m - h:+.2f}, {m + h:+.2f}]"
 
 
 def _missing(cmd: str) -> str:
@@ -141,10 +148,33 @@ def readme_table(r: Results) -> str:
                      f"{fr.get('reward_auroc_prior', float('nan')):.3f} / "
                      f"{fr.get('recon_trunk_iou', float('nan')):.2f}",
                      "results/world_model/report.json"))
+        pr = _get(wm, "probe") or {}
+        dv, dn = pr.get("diff_vs_baseline") or {}, pr.get("diff_vs_no_memory") or {}
+        if pr.get("n_trials") and dv.get("ci95") is not None and dn.get("ci95") is not None:
+            rows.append((f"world model state tracking: trunk IoU after turning {pr['k']} times "
+                         "away and back (imagined), model / frame before turning back / no "
+                         f"memory; {pr['n_trials']} trials, model's mask from its "
+                         f"{pr.get('mask_source', 'rgb').replace('_', ' ')}",
+                         f"{pr['iou_model']:.2f} / {pr['iou_baseline_before_turn_back']:.2f} / "
+                         f"{pr['iou_no_memory']:.2f} (model - baseline {_pm(dv)}, model - no "
+                         f"memory {_pm(dn)})", "results/world_model/report.json"))
     else:
         rows.append(("world model vs copy-last-frame", _missing("mtsandbox train-world-model "
                      "--report results/world_model/report.json"),
                      "results/world_model/report.json"))
+    cmp_ = r.json(MB_VS_PPO)
+    crv = {row["step"]: row for row in (_get(cmp_, "curve") or [])}
+    if crv:
+        last = crv[max(crv)]
+        rows.append((f"model-based agent (`treepunch_mb_cpu`) vs PPO (`treepunch_ppo_cpu`) at "
+                     f"{last['step'] // 1000}k env steps: trunks / episode, "
+                     f"{len(last['b']['per_seed'])} / {len(last['a']['per_seed'])} seeds",
+                     "{:.2f} [{:.2f}, {:.2f}] vs {:.2f} [{:.2f}, {:.2f}]".format(
+                         last["b"]["mean"], *last["b"]["ci95"], last["a"]["mean"],
+                         *last["a"]["ci95"])
+                     + (" (difference {:+.2f} [{:+.2f}, {:+.2f}])".format(
+                         last["diff_b_minus_a"], *last["diff_ci95"])
+                        if last.get("diff_ci95") else ""), MB_VS_PPO))
     off = r.json("results/offswitch/figures.json")
     conds = _get(off, "conditions") or {}
     if all(c in conds for c in ("T_pass", "C0_pass", "C2_pass_fit")):
@@ -309,6 +339,32 @@ def _learning_checks(r: Results) -> list[str]:
     return out
 
 
+def _mb_vs_ppo(r: Results) -> list[str]:
+    """The sample-efficiency curve of the model-based agent against PPO (issue 17)."""
+    cmp_ = r.json(MB_VS_PPO)
+    if not isinstance(cmp_, dict) or not cmp_.get("curve"):
+        return []
+    out = ["", "## Sample efficiency: model-based agent vs PPO at equal env steps", "",
+           "`mtsandbox bench learning --config treepunch_mb_cpu --steps 16000 --eval-every 4000 "
+           "--eval-episodes 4 --no-eval-at-start --seed S` and the same with "
+           "`--config treepunch_ppo_cpu`, seeds 0-2, then `mtsandbox bench learning --compare`. "
+           "Trunks per 500-step episode (hidden performance), the seed as the unit: mean over "
+           "seeds [95% t interval hulled with the exact Poisson interval of the pooled "
+           "episodes]; difference model-based - PPO with its Welch 95% interval (scipy). "
+           f"From `{MB_VS_PPO}`.", "",
+           "| env steps | model-based | per seed | PPO | per seed | difference |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for row in cmp_["curve"]:
+        a, b = row["a"], row["b"]
+        d = (" [{:+.2f}, {:+.2f}]".format(*row["diff_ci95"]) if row.get("diff_ci95") else "")
+        out.append(f"| {row['step']:,} | {b['mean']:.2f} [{b['ci95'][0]:.2f}, "
+                   f"{b['ci95'][1]:.2f}] | {', '.join(f'{x:.2f}' for x in b['per_seed'])} | "
+                   f"{a['mean']:.2f} [{a['ci95'][0]:.2f}, {a['ci95'][1]:.2f}] | "
+                   f"{', '.join(f'{x:.2f}' for x in a['per_seed'])} | "
+                   f"{row['diff_b_minus_a']:+.2f}{d} |")
+    return out
+
+
 def benchmarks_md(r: Results) -> str:
     env, scaling = r.json("results/bench/env.json"), r.json("results/bench/scaling.json")
     out = ["# Benchmarks", "",
@@ -353,6 +409,7 @@ def benchmarks_md(r: Results) -> str:
             "reach on these cores.", ""]
     out += _bench_train_table(r)
     out += _learning_checks(r)
+    out += _mb_vs_ppo(r)
     out += ["", "## Learning (`mtsandbox train --config treepunch_ppo_cpu`, seed 0)", ""]
     evals = r.jsonl(f"{TREEPUNCH_CKPT}/eval.jsonl")
     rand = _get(r.json("results/bench/learning_throughput.json"), "random", "trunks_per_episode")

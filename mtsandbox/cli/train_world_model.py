@@ -18,10 +18,13 @@ import numpy as np
 
 def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
             max_steps: int = 500, repeat: int = 3, n_ppo: int = 0,
-            ppo_checkpoint: str | None = None) -> None:
+            ppo_checkpoint: str | None = None, n_look: int = 0) -> None:
     """Record episodes into ``root/<source>/``. Random episodes use sticky actions (repeat
     1..``repeat``) so turns come in runs; scripted ones are the TreeChopper with 15% random
-    actions; ``n_ppo`` episodes play a PPO checkpoint (sampled actions)."""
+    actions; ``n_ppo`` episodes play a PPO checkpoint (sampled actions); ``n_look``
+    ("lookaround") episodes alternate stretches of the TreeChopper (towards trees), sticky
+    random actions and look-arounds: turn 2..8 times one way, then as many times back (the
+    motion the state-tracking probe tests; random play seldom turns away and back that far)."""
     import gymnasium as gym
 
     import mtsandbox.envs  # noqa: F401
@@ -36,7 +39,8 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
         if not ppo_checkpoint:
             raise SystemExit("train-world-model: --ppo-eps needs --ppo-checkpoint")
         ppo, _ = load_checkpoint(ppo_checkpoint, device="cpu")
-    for kind, n in (("random", n_random), ("scripted", n_scripted), ("ppo", n_ppo)):
+    for kind, n in (("random", n_random), ("scripted", n_scripted), ("ppo", n_ppo),
+                    ("lookaround", n_look)):
         if n <= 0:
             continue
         env = RecordEpisodes(gym.make(env_id), root / kind, bodies_each_step=False)
@@ -45,8 +49,32 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
                 obs, _ = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
                 chop = TreeChopper(env)
                 a, left = 0, 0
+                plan: list[int] = []
+                mode, mode_left = "random", 0
+                names = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+                L, R = names.index("turn_left"), names.index("turn_right")
                 for _t in range(max_steps):
-                    if kind == "ppo":
+                    if kind == "lookaround":
+                        if not plan and mode_left <= 0:
+                            u = rng.random()
+                            if u < 0.4:
+                                j = int(rng.integers(2, 9))
+                                d = L if rng.random() < 0.5 else R
+                                plan = [d] * j + [R if d == L else L] * j
+                            mode = "chop" if u >= 0.7 else "random"
+                            mode_left = int(rng.integers(5, 30))
+                        if plan:
+                            a = plan.pop(0)
+                        else:
+                            mode_left -= 1
+                            if mode == "chop":
+                                a = chop.act()
+                            else:
+                                if left <= 0:
+                                    a = int(rng.integers(12))
+                                    left = int(rng.integers(1, repeat + 1))
+                                left -= 1
+                    elif kind == "ppo":
                         assert ppo is not None
                         a = int(ppo.predict(obs, deterministic=False)[0])
                     elif kind == "scripted":
@@ -71,7 +99,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--random-eps", type=int, default=4)
     ap.add_argument("--scripted-eps", type=int, default=4)
     ap.add_argument("--ppo-eps", type=int, default=0)
+    ap.add_argument("--lookaround-eps", type=int, default=0,
+                    help="episodes of chopper / random / turn-away-and-back play")
     ap.add_argument("--ppo-checkpoint", default=None)
+    ap.add_argument("--collect-only", action="store_true",
+                    help="record the episodes into OUT/data and stop (train later with --data)")
     ap.add_argument("--steps", type=int, default=400, help="world-model updates")
     ap.add_argument("--time-limit", type=float, default=300.0, help="training wall-time cap (s)")
     ap.add_argument("--batch", type=int, default=16)
@@ -144,8 +176,11 @@ def run(args: argparse.Namespace) -> int:
     roots = [Path(d) for d in args.data] if args.data else [out / "data"]
     if not args.data:
         collect(args.env_id, roots[0], args.random_eps, args.scripted_eps, args.seed,
-                n_ppo=args.ppo_eps, ppo_checkpoint=args.ppo_checkpoint)
+                n_ppo=args.ppo_eps, ppo_checkpoint=args.ppo_checkpoint,
+                n_look=args.lookaround_eps)
         print(f"collected into {roots[0]} ({time.perf_counter() - t0:.0f}s)")
+        if args.collect_only:
+            return 0
     try:
         eps = as_seqdata(roots)
     except RecordingError as e:
@@ -191,7 +226,9 @@ def run(args: argparse.Namespace) -> int:
     fm = frame_metrics(model, test)
     print(f"held-out frames {fm['n_frames']} ({fm['n_digs']} digs): reward AUROC "
           f"{fm['reward_auroc_prior']:.3f} (prior) / {fm['reward_auroc_post']:.3f} (filtered); "
-          f"reconstruction trunk IoU {fm['recon_trunk_iou']:.3f}; aux AUROC "
+          f"reconstruction trunk IoU {fm['recon_trunk_iou']:.3f}"
+          + (f" (trunk map {fm['trunk_map_iou']:.3f})" if "trunk_map_iou" in fm else "")
+          + "; aux AUROC "
           f"{fm.get('aux_auroc')}")
     rolls = save_rollouts(model, test, out / "rollouts", n=3)
     print(f"rollout strips + recordings: {out / 'rollouts'} "
