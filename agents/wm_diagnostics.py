@@ -172,7 +172,7 @@ def frame_metrics(model: WorldModel, data: Any, chunk: int = 64, warmup: int = 4
                 ei += int((pm & rm).sum())
                 eu += int((pm | rm).sum())
                 if model.has_trunk_map:
-                    hm = (model.trunk_prob(post.feat()[0, w]) > 0.5).cpu().numpy()[keep]
+                    hm = _map_mask(model, post.feat()[0, w])[keep]
                     h_inter += int((hm & rm).sum())
                     h_union += int((hm | rm).sum())
                 n += len(frames) - warmup
@@ -397,8 +397,8 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
             pred_c, imag_c = model.open_loop(fr[tk:t2k + 1], p_c, context=1, horizon=k,
                                              return_state=True)
             # reconstruction of F0 (posterior, no imagination)
-            recon = _reconstruct(model, fr[s:t0 + 1], p[:ctx_b])
             f0_feat = _posterior_feat(model, fr[s:t0 + 1], p[:ctx_b])
+            recon = _decode(model, f0_feat)
             real_ret, real_f0, real_away = fr[t2k], fr[t0], fr[tk]
             m_real = trunk_mask(real_ret)
             if model.has_trunk_map:  # the model's trunk prediction is its trunk map
@@ -479,15 +479,9 @@ def _posterior_feat(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> 
         return post.feat()[0, -1]
 
 
-def _reconstruct(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> np.ndarray:
+def _decode(model: WorldModel, feat: Any) -> np.ndarray:
+    """The decoded RGB frame of one state's features -> (H, W, 3) uint8."""
     import torch
 
     with torch.no_grad():
-        model.eval()
-        obs = model.preprocess(frames[None])
-        first = torch.zeros(1, len(frames), dtype=torch.bool, device=model.device)
-        first[:, 0] = True
-        post, _ = model.observe(obs, model.onehot(prev[None]), first, sample=False)
-        img = model.to_uint8(model.decode(post.feat()[:, -1]))[0]
-        model.train()
-    return img
+        return model.to_uint8(model.decode(feat[None]))[0]

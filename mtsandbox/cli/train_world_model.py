@@ -39,6 +39,13 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
         if not ppo_checkpoint:
             raise SystemExit("train-world-model: --ppo-eps needs --ppo-checkpoint")
         ppo, _ = load_checkpoint(ppo_checkpoint, device="cpu")
+
+    def sticky(a: int, left: int) -> tuple[int, int]:
+        """A random action held for 1..repeat steps: (action, steps it is still held)."""
+        if left <= 0:
+            a, left = int(rng.integers(12)), int(rng.integers(1, repeat + 1))
+        return a, left - 1
+
     for kind, n in (("random", n_random), ("scripted", n_scripted), ("ppo", n_ppo),
                     ("lookaround", n_look)):
         if n <= 0:
@@ -70,10 +77,7 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
                             if mode == "chop":
                                 a = chop.act()
                             else:
-                                if left <= 0:
-                                    a = int(rng.integers(12))
-                                    left = int(rng.integers(1, repeat + 1))
-                                left -= 1
+                                a, left = sticky(a, left)
                     elif kind == "ppo":
                         assert ppo is not None
                         a = int(ppo.predict(obs, deterministic=False)[0])
@@ -81,9 +85,7 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
                         # mostly the chopper, some random actions so all actions are seen
                         a = chop.act() if rng.random() > 0.15 else int(rng.integers(12))
                     else:
-                        if left <= 0:
-                            a, left = int(rng.integers(12)), int(rng.integers(1, repeat + 1))
-                        left -= 1
+                        a, left = sticky(a, left)
                     obs, _, term, trunc, _ = env.step(a)
                     if term or trunc:
                         break
