@@ -113,6 +113,10 @@ class MBConfig(DictConfig):
     """Weight of the critic's value at the end of a planned sequence (0: reward only)."""
     plan_explore: float = 0.0
     """With ``deterministic=False``: chance of a uniformly random action instead of the plan."""
+    train_ac: bool = True
+    """Train the imagination actor-critic alongside the world model. With ``act: plan`` and
+    ``plan_critic: 0`` nothing that acts reads it, so ``false`` saves about half of each update
+    and leaves the agent's behaviour as it is (the checkpoint's actor and critic stay untrained)."""
 
     def __post_init__(self) -> None:
         if self.act not in ("actor", "plan"):
@@ -289,25 +293,17 @@ class ModelBasedAgent:
         B, N, H, A = state.deter.shape[0], cfg.plan_candidates, cfg.plan_horizon, self.n_actions
         rep = max(1, cfg.plan_repeat)
         probs = torch.full((B, H, A), 1.0 / A, device=self.device)
-        start = state.map(lambda x: x.repeat_interleave(N, 0))          # (B*N, ...)
         disc = cfg.gamma ** torch.arange(H * rep, device=self.device, dtype=torch.float32)
         best_score = torch.full((B,), -float("inf"), device=self.device)
         best_first = torch.zeros(B, dtype=torch.long, device=self.device)
         for _ in range(max(1, cfg.plan_iters)):
             seq = torch.distributions.Categorical(probs=probs.unsqueeze(1).expand(B, N, H, A)
                                                   ).sample()            # (B, N, H)
-            flat = seq.reshape(B * N, H).repeat_interleave(rep, 1)      # (B*N, H*rep)
-            st, feats = start, []
-            for t in range(H * rep):
-                st = self.wm.rssm.img_step(st, F.one_hot(flat[:, t], A).float(), sample=False)
-                feats.append(st.feat())
-            feat = torch.stack(feats, 1)                                # (B*N, T, F)
-            r = self.wm.reward(feat)
-            c = self.wm.cont(feat)
+            r, c, last = self._imagine_tree(state, seq, rep)
             alive = torch.cumprod(torch.cat([torch.ones_like(c[:, :1]), c[:, :-1]], 1), 1)
             score = (disc * alive * r).sum(1)
             if cfg.plan_critic:
-                v = self.critic(feat[:, -1]).squeeze(-1)
+                v = self.critic(last).squeeze(-1)
                 end = cfg.gamma ** (H * rep) * alive[:, -1] * c[:, -1]
                 score = score + cfg.plan_critic * end * v
             score = score.reshape(B, N)
@@ -319,6 +315,37 @@ class ModelBasedAgent:
             best_score = torch.where(better, top.values[:, 0], best_score)
             best_first = torch.where(better, elite[:, 0, 0], best_first)
         return best_first
+
+    def _imagine_tree(self, state: State, seq: torch.Tensor, rep: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Imagine candidate action sequences ``seq`` (B, N, H) from ``state`` (B, ...), each
+        action held ``rep`` steps, with mode latents. Candidates that share a prefix share its
+        imagined steps (a search tree: the first action has at most A distinct values, so early
+        steps run on a few rows). -> reward and continue (B*N, H*rep), last features (B*N, F);
+        the same figures as imagining every candidate on its own, up to float rounding."""
+        B, N, H = seq.shape
+        A = self.n_actions
+        flat = seq.reshape(B * N, H)
+        ar = torch.arange(B * N, device=seq.device)
+        cur, parent = state, ar // N   # parent: each candidate's row in ``cur``
+        feats, rows = [], []           # the unique rows' features, each candidate's row in them
+        n_rows = 0
+        for d in range(H):
+            # a prefix is (its parent prefix, this action): one integer code per candidate
+            uniq, inv = torch.unique(parent * A + flat[:, d], return_inverse=True)
+            member = torch.empty(len(uniq), dtype=torch.long, device=seq.device)
+            member[inv] = ar                                       # any member of each prefix
+            st = cur.map(lambda x, i=parent[member]: x[i])
+            act = F.one_hot(uniq % A, A).float()
+            for _ in range(rep):
+                st = self.wm.rssm.img_step(st, act, sample=False)
+                feats.append(st.feat())
+                rows.append(inv + n_rows)
+                n_rows += len(uniq)
+            cur, parent = st, inv
+        feat = torch.cat(feats, 0)                                 # heads in one batch
+        idx = torch.stack(rows, 1)                                 # (B*N, H*rep)
+        return self.wm.reward(feat)[idx], self.wm.cont(feat)[idx], feats[-1][parent]
 
     # ------------------------------------------------------------------------- env
     def _make_env(self) -> gym.Env:
@@ -476,7 +503,8 @@ class ModelBasedAgent:
     def train_step(self) -> dict[str, float]:
         batch = self.replay.sample(self.config.batch, self.config.seq_len)
         m, post = self.wm_trainer.update(batch)
-        m.update(self.train_actor_critic(post))
+        if self.config.train_ac:
+            m.update(self.train_actor_critic(post))
         return m
 
     def _train(self, n: int) -> dict[str, float]:

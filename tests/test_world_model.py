@@ -232,6 +232,38 @@ def test_unknown_config_keys_rejected():
     assert MBConfig.from_dict({"horizon": 10}).horizon == 10
 
 
+@pytest.mark.parametrize("rep", [1, 2])
+def test_planner_tree_imagination_matches_one_rollout_per_candidate(rep):
+    """The planner imagines candidates that share a prefix once (a search tree); its rewards,
+    continue probabilities and last features equal those of imagining every candidate on its
+    own (a random model, 2 start states, repeated and distinct sequences)."""
+    import torch.nn.functional as F
+
+    from mtsandbox.agents.model_based import MBConfig, ModelBasedAgent
+
+    agent = ModelBasedAgent(None, config=MBConfig(wm=TINY.to_dict() | {"n_actions": 4},
+                                                  hidden=32), device="cpu", log=None)
+    wm = agent.wm
+    torch.manual_seed(1)
+    start = wm.rssm.initial(2, torch.device("cpu"))
+    start = start.map(lambda x: x + torch.randn_like(x))     # two different start states
+    seq = torch.randint(0, 4, (2, 40, 3))
+    seq[:, 5] = seq[:, 4]                                   # a duplicate candidate
+    r, c, last = agent._imagine_tree(start, seq, rep)
+    with torch.no_grad():
+        st = start.map(lambda x: x.repeat_interleave(40, 0))
+        flat = seq.reshape(80, 3).repeat_interleave(rep, 1)
+        feats = []
+        for t in range(flat.shape[1]):
+            st = wm.rssm.img_step(st, F.one_hot(flat[:, t], 4).float(), sample=False)
+            feats.append(st.feat())
+        feat = torch.stack(feats, 1)
+        torch.testing.assert_close(r, wm.reward(feat), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(c, wm.cont(feat), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(last, feat[:, -1], atol=1e-5, rtol=1e-4)
+    assert r.shape == (80, 3 * rep)
+
+
 def test_planner_finds_the_rewarded_action(monkeypatch):
     """CEM planning over a stand-in dynamics whose reward is paid for action 2 only: the plan's
     first action is 2 from every start state, and the config rejects an unknown ``act``."""
