@@ -139,6 +139,16 @@ class WMConfig(DictConfig):
     test; a probability map says where the model puts the tree whatever the colours
     (:meth:`WorldModel.trunk_prob`). Checkpoints without the field have no head."""
 
+    overshoot: int = 0
+    """Open-loop decoding loss (0 = none; a departure from DreamerV3, after PlaNet's
+    overshooting): from the posterior at one random step of each batch, imagine ``overshoot``
+    steps with the actions taken and decode them against the frames that followed (the same
+    trunk-weighted squared error, and the trunk map's BCE when it exists). DreamerV3's decoder
+    only ever sees posterior states, so nothing asks an imagined state to still hold the tree
+    that turned out of view; this does, which is what the state-tracking probe tests."""
+    overshoot_scale: float = 1.0
+    """Weight of the open-loop decoding loss against the one-step reconstruction loss."""
+
     @property
     def stoch(self) -> int:
         return self.n_cat * self.n_cls
@@ -666,19 +676,46 @@ class WorldModel(nn.Module):
                                                           labels.to(feat.device))
         cont_loss = F.binary_cross_entropy_with_logits(self.cont_head(feat).squeeze(-1),
                                                        tb["cont"])
+        over_loss = self._overshoot_loss(post, tb, trunk)
         kl_dyn = self.rssm.kl(post.logits.detach(), prior.logits)
         kl_rep = self.rssm.kl(post.logits, prior.logits.detach())
         kl_loss = (c.kl_dyn * kl_dyn.clamp(min=c.free_bits).mean()
                    + c.kl_rep * kl_rep.clamp(min=c.free_bits).mean())
         total = (c.recon_scale * recon_loss + c.reward_scale * rew_loss
                  + c.cont_scale * cont_loss + c.aux_scale * aux_loss + c.trunk_map * map_loss
-                 + kl_loss)
+                 + c.overshoot_scale * over_loss + kl_loss)
         metrics = {"loss": float(total.detach()), "recon": float(recon_loss.detach()),
                    "mse_px": float(mse_px.detach()), "aux": float(aux_loss.detach()),
                    "trunk_map": float(map_loss.detach()),
                    "reward": float(rew_loss.detach()), "cont": float(cont_loss.detach()),
                    "kl": float(kl_dyn.mean().detach())}
+        if c.overshoot > 0:
+            metrics["overshoot"] = float(over_loss.detach())
         return total, metrics, post
+
+    def _overshoot_loss(self, post: State, tb: dict[str, torch.Tensor],
+                        trunk: torch.Tensor | None) -> torch.Tensor:
+        """The open-loop decoding loss of :attr:`WMConfig.overshoot` (0 when off or the
+        sequences are too short). Targets past an episode start in the window are left out."""
+        c = self.cfg
+        K = c.overshoot
+        T = tb["obs"].shape[1]
+        if K <= 0 or T < K + 1:
+            return torch.zeros((), device=self.device)
+        s = int(torch.randint(0, T - K, ()))        # imagine from step s to s+1..s+K
+        tgt = slice(s + 1, s + K + 1)
+        imag = self.imagine(post.map(lambda x: x[:, s]), tb["prev_action"][:, tgt],
+                            sample=False)
+        out = self.decoder(imag.feat())
+        valid = (tb["is_first"][:, tgt].long().cumsum(1) == 0).float()          # (B, K)
+        se = (out[..., :3, :, :] - tb["obs"][:, tgt]).pow(2)
+        if c.trunk_weight > 0 and trunk is not None:
+            se = se * (1.0 + c.trunk_weight * trunk[:, tgt].unsqueeze(-3).float())
+        per_step = se.sum((-1, -2, -3))
+        if c.trunk_map > 0 and trunk is not None:
+            per_step = per_step + c.trunk_map * F.binary_cross_entropy_with_logits(
+                out[..., 3, :, :], trunk[:, tgt].float(), reduction="none").sum((-1, -2))
+        return (per_step * valid).sum() / valid.sum().clamp(min=1.0)
 
     # -- predictions for diagnostics ---------------------------------------------------------
     @torch.no_grad()

@@ -90,6 +90,31 @@ def test_trunk_map_head_learns_where_the_trunk_is(tmp_path):
         WorldModel(TINY, device="cpu").trunk_prob(post.feat()[0])
 
 
+def test_overshoot_loss_trains_imagined_frames_and_skips_episode_starts():
+    """The open-loop decoding loss (WMConfig.overshoot) falls over a short fit, sends gradient
+    through the imagined steps into the GRU, and leaves out targets past an episode start."""
+    cfg = WMConfig.from_dict({**TINY.to_dict(), "overshoot": 3})
+    data = [synthetic_episode(s) for s in range(2)]
+    model, hist = train_world_model(data, steps=150, config=cfg, batch=2, seq_len=6, lr=2e-3,
+                                    log_every=50, log=None, device="cpu")
+    assert hist[-1]["overshoot"] < hist[0]["overshoot"] / 3, hist
+    _m, hist0 = train_world_model(data, steps=1, config=TINY, batch=2, seq_len=6,
+                                  log=None, device="cpu")
+    assert "overshoot" not in hist0[0]
+    ep = SeqData.from_arrays(data[0]["frames"], data[0]["actions"], data[0]["rewards"])
+    obs = model.preprocess(model.resize(ep.obs)[None, :6])
+    tb = {"obs": obs, "prev_action": model.onehot(ep.prev_action[None, :6]),
+          "is_first": torch.zeros(1, 6, dtype=torch.bool)}
+    tb["is_first"][0, 0] = True
+    post, _ = model.observe(obs, tb["prev_action"], tb["is_first"])
+    model.zero_grad()
+    loss = model._overshoot_loss(post, tb, None)
+    loss.backward()
+    assert loss > 0 and model.rssm.gru.weight_hh.grad.abs().sum() > 0
+    tb["is_first"][0, 1:] = True          # every window target starts a new episode
+    assert float(model._overshoot_loss(post, tb, None).detach()) == 0.0
+
+
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     d = synthetic_episode(3, n=12)
