@@ -382,6 +382,10 @@ class RSSM(nn.Module):
 
 # ----------------------------------------------------------------------------- data
 
+STEP_LABELS = ("pending_presses", "overseer_in_view", "overseer_dist")
+"""Step-line keys kept as :attr:`SeqData.labels` (and every ``<object>_in_view``)."""
+
+
 @dataclass
 class SeqData:
     """One episode in Dreamer alignment (length ``T = n_frames``).
@@ -396,6 +400,9 @@ class SeqData:
     reward: np.ndarray
     cont: np.ndarray
     is_first: np.ndarray
+    labels: dict[str, np.ndarray] | None = None
+    """Per-frame task-state labels from a recording's step lines (:data:`STEP_LABELS`),
+    float (T,), NaN where unknown (the first frame: the reset is not a step line)."""
 
     def __len__(self) -> int:
         return int(self.obs.shape[0])
@@ -431,7 +438,20 @@ class SeqData:
         acts = [int(a) if a is not None else 0 for a in ep.actions]
         rews = ep.rewards
         term = bool(ep.steps and ep.steps[-1].get("terminated"))
-        return cls.from_arrays(np.asarray(ep.frames), acts, rews, term)
+        out = cls.from_arrays(np.asarray(ep.frames), acts, rews, term)
+        keys = sorted({k for st in ep.steps for k in st
+                       if k in STEP_LABELS or k.endswith("_in_view")} - {"tree_in_view"})
+        if keys:
+            n = len(out)
+            out.labels = {}
+            for k in keys:
+                lab = np.full(n, np.nan)
+                for i, st in enumerate(ep.steps[: n - 1]):  # step i's info is frame i + 1's
+                    v = st.get(k)
+                    if isinstance(v, (bool, int, float)):
+                        lab[i + 1] = float(v)
+                out.labels[k] = lab
+        return out
 
 
 class Replay:

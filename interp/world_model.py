@@ -18,6 +18,12 @@ Labels, computed from the frames at the model's observation size (so every recor
 has them): ``tree_in_view`` (trunk pixels >= 1% of the view), ``trunk_centre``,
 ``tree_in_memory`` (only where no tree is in view: 1 if one was in view within the last
 ``memory`` frames, else 0; NaN where a tree is in view), ``dig_next`` (the next step digs).
+
+Recordings of the scenarios add the env's own task state (step lines, NaN where a recording
+lacks it): ``<object>_in_view`` and ``<object>_in_memory`` for an object node (e.g.
+``reward_button_in_view``: the button in view; ``..._in_memory``: out of view but seen within
+``memory`` frames), ``overseer_in_view``, and ``press_pending`` (the overseer owes a press for a
+dug trunk: the button will pay without the agent pressing it, a state no single frame shows).
 """
 
 from __future__ import annotations
@@ -42,6 +48,32 @@ def _memory_label(inview: np.ndarray, memory: int) -> np.ndarray:
     return out
 
 
+def _task_concepts(key: str) -> tuple[str, ...]:
+    """The probe concepts made from one recorded task-state label (see the module docstring)."""
+    if key.endswith("_in_view") and key != "overseer_in_view":
+        return (key, key.replace("_in_view", "_in_memory"))
+    if key == "pending_presses":
+        return ("press_pending",)
+    if key == "overseer_in_view":
+        return (key,)
+    return ()
+
+
+def _task_labels(raw: dict[str, np.ndarray], keys: list[str], n: int, memory: int
+                 ) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for k in keys:
+        v = raw.get(k, np.full(n, np.nan))
+        for c in _task_concepts(k):
+            if c.endswith("_in_memory"):
+                out[c] = np.where(np.isnan(v), np.nan, _memory_label(v > 0.5, memory))
+            elif c == "press_pending":
+                out[c] = np.where(np.isnan(v), np.nan, (v > 0).astype(float))
+            else:
+                out[c] = v
+    return out
+
+
 @torch.no_grad()
 def wm_activation_dataset(model: WorldModel, data: Any, memory: int = 8, chunk: int = 128,
                           warmup: int = 8, max_frames: int = 20_000) -> ActivationDataset:
@@ -57,6 +89,9 @@ def wm_activation_dataset(model: WorldModel, data: Any, memory: int = 8, chunk: 
     labels: dict[str, list[np.ndarray]] = {k: [] for k in
                                            ("tree_in_view", "trunk_centre", "tree_in_memory",
                                             "dig_next")}
+    task_keys = sorted({k for e in eps for k in (e.labels or {})})
+    for k in task_keys:
+        labels.update({c: [] for c in _task_concepts(k)})
     n = 0
     for ei, e in enumerate(eps):
         if n >= max_frames:
@@ -64,6 +99,7 @@ def wm_activation_dataset(model: WorldModel, data: Any, memory: int = 8, chunk: 
         frames_all = model.resize(e.obs)
         aux = aux_labels(frames_all).numpy()
         mem = _memory_label(aux[:, 0] > 0.5, memory)
+        task = _task_labels(e.labels or {}, task_keys, len(e), memory)
         nxt_dig = np.append(e.reward[1:] >= DIG_REWARD, False).astype(float)
         actions = np.append(e.prev_action[1:], -1)  # the action taken on each frame
         for s in range(0, len(e) - warmup, chunk):
@@ -89,6 +125,8 @@ def wm_activation_dataset(model: WorldModel, data: Any, memory: int = 8, chunk: 
             labels["trunk_centre"].append(aux[idx, 1])
             labels["tree_in_memory"].append(mem[idx])
             labels["dig_next"].append(nxt_dig[idx])
+            for c, v in task.items():
+                labels[c].append(v[idx])
             n += len(idx)
     model.train()
     cat = {k: np.concatenate(v) for k, v in rows.items()}

@@ -338,6 +338,54 @@ def test_wm_activation_dataset_labels_and_probe():
     assert {r.layer for r in res} <= set(WM_LAYERS)
 
 
+def test_button_state_labels_from_a_real_reward_button_recording(tmp_path):
+    """A RewardButton-v0 recording carries the env's task state on every step line; SeqData
+    aligns it with the frames (step t's info belongs to frame t + 1, the reset frame is NaN)
+    and the world model's activation dataset turns it into the button-state concepts."""
+    import gymnasium as gym
+
+    import mtsandbox.envs  # noqa: F401
+    from mtsandbox.agents.scripted import TreeChopper
+    from mtsandbox.agents.world_model import as_seqdata
+    from mtsandbox.interp.world_model import wm_activation_dataset
+    from mtsandbox.tools.recording import RecordEpisodes
+
+    env = RecordEpisodes(gym.make("MinetestSandbox/RewardButton-v0", max_episode_steps=80),
+                         tmp_path / "rec", bodies_each_step=False)
+    seen = {"reward_button_in_view": [], "pending_presses": []}
+    try:
+        env.reset(seed=3)
+        chop = TreeChopper(env)
+        for _ in range(80):
+            _, _, term, trunc, info = env.step(chop.act())
+            for k in seen:
+                seen[k].append(float(info[k]))
+            if term or trunc:
+                break
+    finally:
+        env.close()
+    (ep,) = as_seqdata(tmp_path / "rec")
+    assert ep.labels is not None and {"reward_button_in_view", "pending_presses",
+                                      "overseer_in_view"} <= set(ep.labels)
+    for k, v in seen.items():
+        assert np.isnan(ep.labels[k][0]) and ep.labels[k][1:].tolist() == v
+    ds = wm_activation_dataset(WorldModel(WMConfig.from_dict({**TINY.to_dict(),
+                                                              "n_actions": 14}), device="cpu"),
+                               [ep], memory=4, warmup=0)
+    pending = ds.labels["press_pending"]
+    assert np.isnan(pending[0])
+    assert pending[1:].tolist() == [float(x > 0) for x in seen["pending_presses"]]
+    assert 0 < sum(pending[1:]) < len(pending) - 1          # the episode has both states
+    button = np.array(seen["reward_button_in_view"]) > 0.5
+    assert button.any() and not button.all()
+    mem = ds.labels["reward_button_in_memory"][1:]
+    for i in range(len(button)):
+        if button[i]:
+            assert np.isnan(mem[i])
+        else:
+            assert mem[i] == float(button[max(0, i - 4):i].any())
+
+
 def test_world_model_data_from_recordings_and_corrupt_one(tmp_path, capsys):
     """Recordings in the sandbox's format feed the world model (frames, actions, rewards
     aligned as SeqData); a corrupt recording stops train-world-model with one clear line."""

@@ -40,10 +40,10 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
             raise SystemExit("train-world-model: --ppo-eps needs --ppo-checkpoint")
         ppo, _ = load_checkpoint(ppo_checkpoint, device="cpu")
 
-    def sticky(a: int, left: int) -> tuple[int, int]:
+    def sticky(a: int, left: int, n_act: int) -> tuple[int, int]:
         """A random action held for 1..repeat steps: (action, steps it is still held)."""
         if left <= 0:
-            a, left = int(rng.integers(12)), int(rng.integers(1, repeat + 1))
+            a, left = int(rng.integers(n_act)), int(rng.integers(1, repeat + 1))
         return a, left - 1
 
     for kind, n in (("random", n_random), ("scripted", n_scripted), ("ppo", n_ppo),
@@ -59,6 +59,7 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
                 plan: list[int] = []
                 mode, mode_left = "random", 0
                 names = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+                n_act = len(names)
                 L, R = names.index("turn_left"), names.index("turn_right")
                 for _t in range(max_steps):
                     if kind == "lookaround":
@@ -77,15 +78,15 @@ def collect(env_id: str, root: Path, n_random: int, n_scripted: int, seed: int,
                             if mode == "chop":
                                 a = chop.act()
                             else:
-                                a, left = sticky(a, left)
+                                a, left = sticky(a, left, n_act)
                     elif kind == "ppo":
                         assert ppo is not None
                         a = int(ppo.predict(obs, deterministic=False)[0])
                     elif kind == "scripted":
                         # mostly the chopper, some random actions so all actions are seen
-                        a = chop.act() if rng.random() > 0.15 else int(rng.integers(12))
+                        a = chop.act() if rng.random() > 0.15 else int(rng.integers(n_act))
                     else:
-                        a, left = sticky(a, left)
+                        a, left = sticky(a, left, n_act)
                     obs, _, term, trunc, _ = env.step(a)
                     if term or trunc:
                         break
@@ -149,8 +150,13 @@ def latent_probes(model, episodes: list, seed: int) -> list[dict]:
     from mtsandbox.interp.world_model import wm_activation_dataset
 
     ds = wm_activation_dataset(model, episodes)
-    res = probe_dataset(ds, layers=["wm_deter", "wm_embed"],
-                        concepts=["tree_in_view", "tree_in_memory"], seed=seed)
+    concepts = ["tree_in_view", "tree_in_memory"]
+    for c, y in ds.labels.items():  # the scenarios' task state, where the recordings hold it
+        y = y[~np.isnan(y)]
+        if c not in (*concepts, "trunk_centre", "dig_next") and len(y) >= 100 \
+                and min(int((y > 0.5).sum()), int((y <= 0.5).sum())) >= 20:
+            concepts.append(c)
+    res = probe_dataset(ds, layers=["wm_deter", "wm_embed"], concepts=concepts, seed=seed)
     return [r.to_dict() for r in res]
 
 

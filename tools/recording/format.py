@@ -32,8 +32,12 @@ INFO_KEYS = (
     "tree_in_view",
     "dist_nearest_trunk",
 )
-# Extra info keys that are copied when present (positions of other bodies for the map).
-OPTIONAL_INFO_KEYS = ("bodies", "arena_seed", "truncation_reason", "interrupted", "instruction")
+# Extra info keys that are copied when present (positions of other bodies for the map; the
+# scenarios' task state that probes read: the reward button's owed presses, the overseer).
+OPTIONAL_INFO_KEYS = ("bodies", "arena_seed", "truncation_reason", "interrupted", "instruction",
+                      "pending_presses", "overseer_in_view", "overseer_dist")
+# ... and every ``<object>_in_view`` label (the scenarios' view labels, one per object node).
+VIEW_LABEL_SUFFIX = "_in_view"
 
 
 class RecordingError(Exception):

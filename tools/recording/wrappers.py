@@ -20,6 +20,7 @@ import numpy as np
 from mtsandbox.tools.recording.format import (
     INFO_KEYS,
     OPTIONAL_INFO_KEYS,
+    VIEW_LABEL_SUFFIX,
     default_frame_fn,
     dumps,
     next_episode_index,
@@ -110,6 +111,9 @@ def _info_record(info: dict) -> dict:
     for k in INFO_KEYS + OPTIONAL_INFO_KEYS:
         if k in info:
             rec[k] = _round(info[k]) if k in ("pose", "bodies") else info[k]
+    for k, v in info.items():
+        if k.endswith(VIEW_LABEL_SUFFIX) and k not in rec and isinstance(v, (bool, np.bool_)):
+            rec[k] = bool(v)
     rec.setdefault("events", [])
     return rec
 
