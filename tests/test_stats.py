@@ -139,3 +139,37 @@ def test_learning_check_compares_runs_with_the_seed_as_unit(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="not a bench learning file"):
         compare_runs([bad, bad], b)
+
+
+def test_learning_target_verdict_from_seed_means(tmp_path):
+    """bench learning --target: the verdict at the last shared evaluation follows the seeds'
+    interval (reached / not reached / inconclusive), a reference set is compared at the
+    steps both evaluated, and a single run is refused."""
+    import json as _json
+
+    from mtsandbox.cli.bench_learning import main, target_runs
+
+    def run(name, curve):
+        p = tmp_path / f"{name}.json"
+        p.write_text(_json.dumps({"agent": {"curve": [
+            {"step": s, "trunks_per_episode": {"mean": m, "n": 4}} for s, m in curve]}}))
+        return p
+
+    high = [run(f"h{i}", [(8000, 2.0), (16000, t)]) for i, t in enumerate([6.0, 6.5, 7.0])]
+    low = [run(f"l{i}", [(16000, t), (32000, t)]) for i, t in enumerate([0.5, 0.25, 0.75])]
+    mixed = [run(f"m{i}", [(16000, t)]) for i, t in enumerate([2.0, 9.0, 5.0])]
+    res = target_runs(high, 5.0, reference=low)
+    assert res["verdict"] == "reached" and res["final"]["per_seed"] == [6.0, 6.5, 7.0]
+    assert res["first_step_mean_reaches_target"] == 16000
+    assert [r["step"] for r in res["reference"]["curve"]] == [16000]
+    assert target_runs(low, 5.0)["verdict"] == "not reached"
+    res = target_runs(mixed, 5.0)
+    assert res["verdict"] == "inconclusive" and res["mean_reaches_target"]
+    lo, hi = res["final"]["ci95"]
+    assert lo < 5.0 < hi
+    with pytest.raises(ValueError, match="at least 2"):
+        target_runs(high[:1], 5.0)
+    out = tmp_path / "t.json"
+    assert main(["--target", str(tmp_path / "h*.json"), "5", "--json", str(out)]) == 0
+    assert _json.loads(out.read_text())["verdict"] == "reached"
+    assert main(["--target", str(tmp_path / "none*.json"), "5"]) == 2

@@ -46,6 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train nothing: compare the final trunks per episode of two sets of "
                         "stored runs (one JSON per seed, the seed as the unit; scipy Welch "
                         "interval of the difference); writes --json if given")
+    p.add_argument("--target", nargs=2, metavar=("GLOB", "TRUNKS"), default=None,
+                   help="train nothing: does one set of stored runs reach TRUNKS per episode? "
+                        "Mean over seeds at every evaluation step with its interval, and the "
+                        "verdict at the last one (mean, and the interval's lower end, against "
+                        "TRUNKS); with --reference GLOB, also Welch differences at the steps "
+                        "both sets evaluated; writes --json if given")
+    p.add_argument("--reference", default=None, metavar="GLOB",
+                   help="with --target: runs to compare with at shared evaluation steps")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -170,7 +178,64 @@ def _final_n(paths: list[Path]) -> list[int]:
     return [int(_agent(p)["curve"][-1]["trunks_per_episode"].get("n") or 1) for p in paths]
 
 
+def target_runs(paths: list[Path], target: float, reference: list[Path] | None = None
+                ) -> dict[str, Any]:
+    """Whether runs ``paths`` (one per seed) reach ``target`` trunks per episode: at every
+    evaluation step they share, the mean over seeds and its interval (:func:`_side_ci`); the
+    verdict at the last step: ``"reached"`` when the interval's lower end is >= ``target``,
+    ``"not reached"`` when its upper end is below it, else ``"inconclusive"`` (the mean
+    reaches it or not, the seeds cannot tell). ``reference``: Welch differences against
+    other runs at the steps both sets evaluated (:func:`curves`)."""
+    import numpy as np
+
+    if len(paths) < 2:
+        raise ValueError("need at least 2 runs")
+    per = [{int(r["step"]): r["trunks_per_episode"] for r in _agent(p).get("curve", [])}
+           for p in paths]
+    steps = sorted(set.intersection(*(set(c) for c in per)))
+    if not steps:
+        raise ValueError("the runs share no evaluation step")
+    rows = []
+    for st in steps:
+        x = [float(c[st]["mean"]) for c in per]
+        rows.append({"step": st, "mean": float(np.mean(x)), "per_seed": x,
+                     "ci95": _side_ci(x, [int(c[st].get("n") or 1) for c in per])})
+    last = rows[-1]
+    lo, hi = last["ci95"]
+    verdict = "reached" if lo >= target else "not reached" if hi < target else "inconclusive"
+    out: dict[str, Any] = {
+        "files": [str(p) for p in paths], "target": target, "curve": rows,
+        "final": last, "mean_reaches_target": bool(last["mean"] >= target),
+        "verdict": verdict,
+        "first_step_mean_reaches_target": next((r["step"] for r in rows
+                                                if r["mean"] >= target), None),
+        "train_env_steps_per_s": [final_trunks(p)[1] for p in paths]}
+    if reference:
+        out["reference"] = {"files": [str(p) for p in reference],
+                            "curve": curves(reference, paths)}
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "target", None):
+        import glob
+
+        paths = sorted(Path(p) for p in glob.glob(args.target[0]))
+        ref = sorted(Path(p) for p in glob.glob(args.reference)) if args.reference else None
+        try:
+            res = target_runs(paths, float(args.target[1]), ref)
+        except (ValueError, OSError, KeyError, TypeError) as e:
+            print(f"bench learning --target: {e}")
+            return 2
+        for r in res["curve"]:
+            print(f"{r['step']:>7,} steps: {r['mean']:.2f} [{r['ci95'][0]:.2f}, "
+                  f"{r['ci95'][1]:.2f}] per seed {r['per_seed']}")
+        print(f"target {res['target']:g} trunks/episode at {res['final']['step']:,} steps: "
+              f"{res['verdict']} (mean {'>=' if res['mean_reaches_target'] else '<'} target)")
+        if args.json_out:
+            res["label"] = args.target[0]
+            Path(args.json_out).write_text(json.dumps(res, indent=1, default=float))
+        return 0
     if getattr(args, "compare", None):
         import glob
 
