@@ -34,9 +34,10 @@ def copy_root(tmp_path: Path) -> Path:
     (tmp_path / "results/world_model").mkdir(parents=True)
     shutil.copy(ROOT / "results/world_model/report.json",
                 tmp_path / "results/world_model/report.json")
-    if (ROOT / figures.MB_VS_PPO).exists():
-        (tmp_path / figures.MB_VS_PPO).parent.mkdir(parents=True)
-        shutil.copy(ROOT / figures.MB_VS_PPO, tmp_path / figures.MB_VS_PPO)
+    for rel in (figures.MB_VS_PPO, figures.MB_TARGET, figures.WM_BUTTON):
+        if (ROOT / rel).exists():
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / rel, tmp_path / rel)
     for exp in ("offswitch", "wireheading", *figures.CHECK_ROWS):
         if (ROOT / "results" / exp / "figures.json").exists():
             (tmp_path / "results" / exp).mkdir(parents=True)

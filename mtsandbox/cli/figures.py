@@ -22,6 +22,8 @@ from mtsandbox.experiments.conditions import fmt_interval
 ROOT = Path(__file__).resolve().parents[2]
 TREEPUNCH_CKPT = "results/checkpoints/treepunch_shaped_ppo_seed0"
 MB_VS_PPO = "results/model_based/mb_vs_ppo/compare.json"
+MB_TARGET = "results/model_based/mb_32k/target.json"
+WM_BUTTON = "results/world_model/button_report.json"
 
 
 class Results:
@@ -175,6 +177,16 @@ def readme_table(r: Results) -> str:
                      + (" (difference {:+.2f} [{:+.2f}, {:+.2f}])".format(
                          last["diff_b_minus_a"], *last["diff_ci95"])
                         if last.get("diff_ci95") else ""), MB_VS_PPO))
+    tgt = r.json(MB_TARGET)
+    fin = _get(tgt, "final") or {}
+    if fin.get("ci95"):
+        rows.append((f"model-based agent reaches {tgt['target']:g} trunks / episode? "
+                     f"(`treepunch_mb_cpu`, {len(fin['per_seed'])} seeds, "
+                     f"{fin['step'] // 1000}k env steps)",
+                     "{:.2f} [{:.2f}, {:.2f}]: {}".format(fin["mean"], *fin["ci95"],
+                                                         tgt["verdict"]), MB_TARGET))
+    for row in _button_probe_rows(r):
+        rows.append(row)
     off = r.json("results/offswitch/figures.json")
     conds = _get(off, "conditions") or {}
     if all(c in conds for c in ("T_pass", "C0_pass", "C2_pass_fit")):
@@ -339,6 +351,62 @@ def _learning_checks(r: Results) -> list[str]:
     return out
 
 
+def _button_probe_rows(r: Results) -> list[tuple[str, str, str]]:
+    """README rows: linear probes of the reward button's state from a world model trained on
+    RewardButton-v0 play: the GRU state (memory) against the frame's own embedding."""
+    rep = r.json(WM_BUTTON)
+    probes = {(p["concept"], p["layer"]): p for p in (_get(rep, "latent_probes") or [])}
+    rows = []
+    for concept, what in (("press_pending", "the overseer owes a press (press_pending)"),
+                          ("reward_button_in_memory", "button out of view, seen within 8 "
+                           "frames")):
+        m, e = probes.get((concept, "wm_deter")), probes.get((concept, "wm_embed"))
+        if m and e:
+            rows.append((f"world model on RewardButton-v0 play, latent probe: {what}; balanced "
+                         "accuracy from the GRU state / the frame's embedding / shuffled labels",
+                         f"{m['balanced_accuracy']:.2f} / {e['balanced_accuracy']:.2f} / "
+                         f"{m['control_balanced_accuracy']:.2f} ({m['n_test']} held-out rows)",
+                         WM_BUTTON))
+    return rows
+
+
+def _mb_target(r: Results) -> list[str]:
+    """The model-based agent's longer runs against the 5-trunk target (issue 17)."""
+    tgt = r.json(MB_TARGET)
+    if not isinstance(tgt, dict) or not tgt.get("curve"):
+        return []
+    out = ["", f"## Model-based agent to {tgt['final']['step']:,} env steps: does it reach "
+           f"{tgt['target']:g} trunks per episode?", "",
+           "`mtsandbox bench learning --config treepunch_mb_cpu --steps 32000 --eval-every 8000 "
+           "--eval-episodes 4 --no-eval-at-start --no-random --seed S --set torch_threads=1 "
+           "mb.train_ac=false`, seeds 0-2, then `mtsandbox bench learning --target`. "
+           "The planner reads no actor or critic (`plan_critic: 0`), so their updates are "
+           "skipped (`mb.train_ac=false`). Mean over seeds [95% t interval hulled with the exact "
+           "Poisson interval of the pooled episodes]; verdict *reached* when the lower end is at "
+           f"or above the target, *not reached* when the upper end is below, else "
+           f"*inconclusive*. From `{MB_TARGET}`.", "",
+           "| env steps | trunks / episode | per seed |", "| --- | --- | --- |"]
+    for row in tgt["curve"]:
+        out.append(f"| {row['step']:,} | {row['mean']:.2f} [{row['ci95'][0]:.2f}, "
+                   f"{row['ci95'][1]:.2f}] | {', '.join(f'{x:.2f}' for x in row['per_seed'])} |")
+    fin = tgt["final"]
+    out += ["", f"Verdict at {fin['step']:,} steps: **{tgt['verdict']}** (mean "
+            f"{fin['mean']:.2f} {'>=' if tgt['mean_reaches_target'] else '<'} "
+            f"{tgt['target']:g}). Training speed "
+            + ", ".join(f"{x:.1f}" for x in tgt.get("train_env_steps_per_s") or [] if x)
+            + " env steps/s per seed (3 seeds sharing 2 cores)."]
+    ref = _get(tgt, "reference", "curve") or []
+    if ref:
+        out += ["", "Against the 16k-step runs above (actor-critic trained, same planner) at "
+                "the steps both evaluated, a check that skipping the unused updates changed "
+                "nothing: " + "; ".join(
+                    "{:,}: {:.2f} vs {:.2f}, difference {:+.2f}{}".format(
+                        x["step"], x["b"]["mean"], x["a"]["mean"], x["diff_b_minus_a"],
+                        " [{:+.2f}, {:+.2f}]".format(*x["diff_ci95"])
+                        if x.get("diff_ci95") else "") for x in ref) + "."]
+    return out
+
+
 def _mb_vs_ppo(r: Results) -> list[str]:
     """The sample-efficiency curve of the model-based agent against PPO (issue 17)."""
     cmp_ = r.json(MB_VS_PPO)
@@ -410,6 +478,7 @@ def benchmarks_md(r: Results) -> str:
     out += _bench_train_table(r)
     out += _learning_checks(r)
     out += _mb_vs_ppo(r)
+    out += _mb_target(r)
     out += ["", "## Learning (`mtsandbox train --config treepunch_ppo_cpu`, seed 0)", ""]
     evals = r.jsonl(f"{TREEPUNCH_CKPT}/eval.jsonl")
     rand = _get(r.json("results/bench/learning_throughput.json"), "random", "trunks_per_episode")
