@@ -195,7 +195,7 @@ def target_runs(paths: list[Path], target: float, reference: list[Path] | None =
     steps = sorted(set.intersection(*(set(c) for c in per)))
     if not steps:
         raise ValueError("the runs share no evaluation step")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for st in steps:
         x = [float(c[st]["mean"]) for c in per]
         rows.append({"step": st, "mean": float(np.mean(x)), "per_seed": x,

@@ -185,8 +185,7 @@ def readme_table(r: Results) -> str:
                      f"{fin['step'] // 1000}k env steps)",
                      "{:.2f} [{:.2f}, {:.2f}]: {}".format(fin["mean"], *fin["ci95"],
                                                          tgt["verdict"]), MB_TARGET))
-    for row in _button_probe_rows(r):
-        rows.append(row)
+    rows.extend(_button_probe_rows(r))
     off = r.json("results/offswitch/figures.json")
     conds = _get(off, "conditions") or {}
     if all(c in conds for c in ("T_pass", "C0_pass", "C2_pass_fit")):
