@@ -361,8 +361,10 @@ def _button_probe_rows(r: Results) -> list[tuple[str, str, str]]:
                            "frames")):
         m, e = probes.get((concept, "wm_deter")), probes.get((concept, "wm_embed"))
         if m and e:
-            rows.append((f"world model on RewardButton-v0 play, latent probe: {what}; balanced "
-                         "accuracy from the GRU state / the frame's embedding / shuffled labels",
+            rows.append((f"world model on RewardButton-v0 play ({rep.get('updates')} updates, "
+                         f"{rep.get('n_train_episodes')} episodes), latent probe: {what}; "
+                         "balanced accuracy from the GRU state / the frame's embedding / "
+                         "shuffled labels (one model and split: descriptive, no interval)",
                          f"{m['balanced_accuracy']:.2f} / {e['balanced_accuracy']:.2f} / "
                          f"{m['control_balanced_accuracy']:.2f} ({m['n_test']} held-out rows)",
                          WM_BUTTON))
