@@ -36,7 +36,10 @@ clipping. **Departures** -- a smaller model (deter 256, 16 base channels; Dreame
 Gaussian MSE rather than symlog-MSE (values are in [0, 1]), a trunk-weighted pixel loss, the
 auxiliary heads and the trunk map (none is in DreamerV3: they keep the few task-relevant pixels
 from losing to sky and grass; the trunk map also gives a prediction of *where* the tree is that
-does not depend on the imagined frame's colours staying sharp), and a 32x32 view.
+does not depend on the imagined frame's colours staying sharp), a 32x32 view, and, opt-in
+(``overshoot > 0``), an open-loop decoding loss on imagined states (after PlaNet's latent
+overshooting; measured once so far in results/world_model/overshoot_report.json: 2k updates
+with ``overshoot 8`` did not make imagined trunks sharp enough for the state-tracking probe).
 
 Time alignment (Dreamer's convention; see :class:`SeqData`): entry ``t`` of a sequence holds the
 frame ``o_t``, the action that *led to it* ``a_{t-1}`` (``prev_action``; none at an episode's
