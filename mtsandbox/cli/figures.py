@@ -395,12 +395,19 @@ def _mb_target(r: Results) -> list[str]:
             f"{fin['mean']:.2f} {'>=' if tgt['mean_reaches_target'] else '<'} "
             f"{tgt['target']:g}). Training speed "
             + ", ".join(f"{x:.1f}" for x in tgt.get("train_env_steps_per_s") or [] if x)
-            + " env steps/s per seed (3 seeds sharing 2 cores)."]
+            + " env steps/s per seed (3 seeds sharing 2 cores, with other jobs part of the "
+            "time)."]
     ref = _get(tgt, "reference", "curve") or []
     if ref:
-        out += ["", "Against the 16k-step runs above (actor-critic trained, same planner) at "
-                "the steps both evaluated, a check that skipping the unused updates changed "
-                "nothing: " + "; ".join(
+        cis = [x.get("diff_ci95") for x in ref]
+        n_seeds = len(ref[-1]["b"]["per_seed"])
+        seen = (f"no difference detected (every interval holds 0; {n_seeds} seeds a side, "
+                "so little power)" if all(c and c[0] <= 0 <= c[1] for c in cis)
+                else "a difference")
+        out += ["", "Against the 16k-step runs above (actor-critic trained, one rollout per "
+                "candidate; their evaluations drew other episodes) at the steps both evaluated, "
+                f"the check on what skipping the unused updates changed: {seen}; "
+                + "; ".join(
                     "{:,}: {:.2f} vs {:.2f}, difference {:+.2f}{}".format(
                         x["step"], x["b"]["mean"], x["a"]["mean"], x["diff_b_minus_a"],
                         " [{:+.2f}, {:+.2f}]".format(*x["diff_ci95"])
