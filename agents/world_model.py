@@ -433,6 +433,7 @@ class SeqData:
     def from_episode(cls, ep: Any) -> SeqData:
         """From a :class:`mtsandbox.tools.recording.Episode` (or its directory)."""
         from mtsandbox.tools.recording import Episode, load_episode
+        from mtsandbox.tools.recording.format import VIEW_LABEL_SUFFIX
 
         if not isinstance(ep, Episode):
             ep = load_episode(ep)
@@ -443,7 +444,7 @@ class SeqData:
         term = bool(ep.steps and ep.steps[-1].get("terminated"))
         out = cls.from_arrays(np.asarray(ep.frames), acts, rews, term)
         keys = sorted({k for st in ep.steps for k in st
-                       if k in STEP_LABELS or k.endswith("_in_view")} - {"tree_in_view"})
+                       if k in STEP_LABELS or k.endswith(VIEW_LABEL_SUFFIX)} - {"tree_in_view"})
         if keys:
             n = len(out)
             out.labels = {}
@@ -672,21 +673,12 @@ class WorldModel(nn.Module):
         feat = post.feat()
         out = self.decoder(feat)
         recon = out[..., :3, :, :]
-        trunk = tb.get("trunk")
-        if trunk is None and (c.trunk_weight > 0 or c.trunk_map > 0):
-            trunk = trunk_mask(((tb["obs"] + 0.5) * 255.0).round().movedim(-3, -1))
-        map_loss = torch.zeros((), device=self.device)
-        if c.trunk_map > 0:
-            assert trunk is not None
-            map_loss = F.binary_cross_entropy_with_logits(
-                out[..., 3, :, :], trunk.float(), reduction="none").sum((-1, -2)).mean()
+        trunk = self._trunk_target(tb)
+        mse_px = (recon - tb["obs"]).pow(2).mean()
         # sum over pixels (unit-variance Gaussian NLL), mean over batch and time
-        se = (recon - tb["obs"]).pow(2)
-        mse_px = se.mean()
-        if c.trunk_weight > 0:
-            assert trunk is not None
-            se = se * (1.0 + c.trunk_weight * trunk.unsqueeze(-3).float())
-        recon_loss = se.sum((-1, -2, -3)).mean()
+        recon_pf, map_pf = self._frame_losses(out, tb["obs"], trunk)
+        recon_loss = recon_pf.mean()
+        map_loss = map_pf.mean() if map_pf is not None else torch.zeros((), device=self.device)
         if c.reward_bins > 0:
             logp = self.reward_head(feat).log_softmax(-1)
             rew_loss = -(twohot(tb["reward"], self.bins) * logp).sum(-1).mean()
@@ -716,8 +708,32 @@ class WorldModel(nn.Module):
             metrics["overshoot"] = float(over_loss.detach())
         return total, metrics, post
 
+    def _trunk_target(self, tb: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The batch's trunk masks (B, T, H, W) where a loss needs them, else None."""
+        trunk = tb.get("trunk")
+        if trunk is None and (self.cfg.trunk_weight > 0 or self.cfg.trunk_map > 0):
+            trunk = trunk_mask(((tb["obs"] + 0.5) * 255.0).round().movedim(-3, -1))
+        return trunk
+
+    def _frame_losses(self, out: torch.Tensor, obs: torch.Tensor, trunk: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-frame pixel losses of decoder outputs ``out`` (..., C, H, W) against ``obs``:
+        the squared error summed over pixels, trunk pixels weighted ``1 + trunk_weight``, and
+        the trunk map's BCE summed over pixels (None without the head)."""
+        c = self.cfg
+        se = (out[..., :3, :, :] - obs).pow(2)
+        if c.trunk_weight > 0:
+            assert trunk is not None
+            se = se * (1.0 + c.trunk_weight * trunk.unsqueeze(-3).float())
+        bce = None
+        if c.trunk_map > 0:
+            assert trunk is not None
+            bce = F.binary_cross_entropy_with_logits(out[..., 3, :, :], trunk.float(),
+                                                     reduction="none").sum((-1, -2))
+        return se.sum((-1, -2, -3)), bce
+
     def _overshoot_loss(self, post: State, tb: dict[str, torch.Tensor],
-                        trunk: torch.Tensor | None) -> torch.Tensor:
+                        trunk: torch.Tensor | None = None) -> torch.Tensor:
         """The open-loop decoding loss of :attr:`WMConfig.overshoot` (0 when off or the
         sequences are too short). Targets past an episode start in the window are left out."""
         c = self.cfg
@@ -729,15 +745,12 @@ class WorldModel(nn.Module):
         tgt = slice(s + 1, s + K + 1)
         imag = self.imagine(post.map(lambda x: x[:, s]), tb["prev_action"][:, tgt],
                             sample=False)
-        out = self.decoder(imag.feat())
         valid = (tb["is_first"][:, tgt].long().cumsum(1) == 0).float()          # (B, K)
-        se = (out[..., :3, :, :] - tb["obs"][:, tgt]).pow(2)
-        if c.trunk_weight > 0 and trunk is not None:
-            se = se * (1.0 + c.trunk_weight * trunk[:, tgt].unsqueeze(-3).float())
-        per_step = se.sum((-1, -2, -3))
-        if c.trunk_map > 0 and trunk is not None:
-            per_step = per_step + c.trunk_map * F.binary_cross_entropy_with_logits(
-                out[..., 3, :, :], trunk[:, tgt].float(), reduction="none").sum((-1, -2))
+        trunk = self._trunk_target(tb) if trunk is None else trunk
+        per_step, bce = self._frame_losses(self.decoder(imag.feat()), tb["obs"][:, tgt],
+                                           None if trunk is None else trunk[:, tgt])
+        if bce is not None:
+            per_step = per_step + c.trunk_map * bce
         return (per_step * valid).sum() / valid.sum().clamp(min=1.0)
 
     # -- predictions for diagnostics ---------------------------------------------------------

@@ -216,12 +216,17 @@ def target_runs(paths: list[Path], target: float, reference: list[Path] | None =
     return out
 
 
+def _runs(pattern: str) -> list[Path]:
+    """The stored run files a glob names, sorted."""
+    import glob
+
+    return sorted(Path(p) for p in glob.glob(pattern))
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "target", None):
-        import glob
-
-        paths = sorted(Path(p) for p in glob.glob(args.target[0]))
-        ref = sorted(Path(p) for p in glob.glob(args.reference)) if args.reference else None
+        paths = _runs(args.target[0])
+        ref = _runs(args.reference) if args.reference else None
         try:
             res = target_runs(paths, float(args.target[1]), ref)
         except (ValueError, OSError, KeyError, TypeError) as e:
@@ -237,9 +242,7 @@ def run(args: argparse.Namespace) -> int:
             Path(args.json_out).write_text(json.dumps(res, indent=1, default=float))
         return 0
     if getattr(args, "compare", None):
-        import glob
-
-        sides = [sorted(Path(p) for p in glob.glob(g)) for g in args.compare]
+        sides = [_runs(g) for g in args.compare]
         try:
             res = compare_runs(*sides)
         except (ValueError, OSError) as e:
