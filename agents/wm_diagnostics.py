@@ -22,6 +22,23 @@
   The model's trunk pixels are its trunk-map head's (p > 0.5) when it has one
   (``WMConfig.trunk_map``; ``mask_source``), else the trunk-coloured pixels it draws
   (``iou_model_rgb`` is always the latter).
+
+  **Registered score (threshold-free, written down before the run it judges).** IoU needs the
+  imagined trunk map to cross 0.5, which a model that knows *where* the tree is but is unsure of
+  its exact pixels never does. With a trunk-map head the probe therefore also scores the
+  model's *predictive probability* of trunk at every pixel of the return frame with the Brier
+  score (mean squared error of a probability against the 0/1 truth; a proper scoring rule, so
+  it cannot be gamed by over- or under-drawing). The model's map is the mean of the trunk-map
+  heads over ``n_samples`` imagined rollouts with sampled latents from the filtered state (the
+  model's predictive distribution, marginalised over its own uncertainty); the mode-latent map
+  is reported beside it (``brier_model_mode``) but judges nothing. Compared per trial, paired,
+  with 95% t-intervals over trials, against three predictions of the same return frame:
+  the frame before turning back (its 0/1 trunk mask), the no-memory ablation (the same sampled
+  average from a state that saw only the turned-away frame), and an empty map (no trunk
+  anywhere: the null that a model drawing nothing would score). ``tracking_verdict``:
+  ``"holds"`` when the model's Brier score is lower than all three with every interval of the
+  difference above 0, ``"fails"`` when any interval lies wholly on the wrong side, else
+  ``"inconclusive"``.
 """
 
 from __future__ import annotations
@@ -326,7 +343,8 @@ def _face_tree(env, names: list[str], max_turns: int = 24, min_frac: float = 0.0
 def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreePunchShaped-v0",
                          n_trials: int = 8, k: int = 6, context_before: int = 4, seed: int = 0,
                          env_kwargs: dict | None = None, out_dir: str | Path | None = None,
-                         max_tries: int = 40, min_trunk_frac: float = 0.03) -> dict[str, Any]:
+                         max_tries: int = 40, min_trunk_frac: float = 0.03,
+                         n_samples: int = 16) -> dict[str, Any]:
     """See the module docstring. Returns mean IoUs (``iou_model``, ``iou_baseline_before_turn
     _back``, ``iou_full_open_loop``, ``iou_no_memory``, ``iou_f0_vs_return``,
     ``iou_recon_f0``), pixel MSEs of the return frame, the paired differences model - baseline
@@ -420,6 +438,28 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                 "trunk_frac_f0": float(trunk_mask(real_f0).mean()),
                 "trunk_frac_away": float(trunk_mask(real_away).mean()),
             }
+            if model.has_trunk_map:  # the registered threshold-free score (module docstring)
+                y = m_real.astype(np.float64)
+                trial_seed = seed * 1_000 + len(rows)
+                p_model = _sampled_trunk_prob(model, fr[s:t2k + 1], p, ctx, k, n_samples,
+                                              trial_seed)
+                p_nomem = _sampled_trunk_prob(model, fr[tk:t2k + 1], p_c, 1, k, n_samples,
+                                              trial_seed)
+                import torch
+
+                with torch.no_grad():
+                    p_mode = model.trunk_prob(feat_ret).cpu().numpy()
+                row.update({
+                    "brier_model": _brier(p_model, y),
+                    "brier_model_mode": _brier(p_mode, y),
+                    "brier_baseline": _brier(trunk_mask(real_away), y),
+                    "brier_no_memory": _brier(p_nomem, y),
+                    "brier_empty": _brier(np.zeros_like(y), y),
+                    "p_trunk_on_trunk_model": float(p_model[m_real].mean()) if m_real.any()
+                    else float("nan"),
+                    "p_trunk_on_trunk_no_memory": float(p_nomem[m_real].mean())
+                    if m_real.any() else float("nan"),
+                })
             if model.aux_head is not None:
                 import torch
 
@@ -448,12 +488,73 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                         ("vs_no_memory", "iou_no_memory")):
         d = [np.nan_to_num(r["iou_model"]) - np.nan_to_num(r[other]) for r in rows]
         out[f"diff_{name}"] = mean_ci95(d)
+    if rows and "brier_model" in rows[0]:
+        out.update(_brier_summary(rows))
+        out["n_samples"] = n_samples
     if rows and "p_tree_model" in rows[0]:
         out["diff_belief_vs_no_memory"] = mean_ci95(
             [r["p_tree_model"] - r["p_tree_no_memory"] for r in rows])
     out["min_trunk_frac"] = min_trunk_frac
     out["mask_source"] = "trunk_map" if model.has_trunk_map else "rgb"
     return out
+
+
+BRIER_CONTROLS = ("baseline", "no_memory", "empty")
+"""The predictions the registered Brier score compares the model with (module docstring)."""
+
+
+def _brier(p: np.ndarray, y: np.ndarray) -> float:
+    """Brier score of a per-pixel probability map against the 0/1 truth (lower is better)."""
+    return float(np.mean((np.asarray(p, dtype=np.float64) - y) ** 2))
+
+
+def _brier_summary(rows: list[dict[str, float]]) -> dict[str, Any]:
+    """Means of the Brier scores, the paired differences control - model (positive: the model
+    predicts the return frame better) with 95% t-intervals over trials, and the verdict."""
+    out: dict[str, Any] = {}
+    for key in ("brier_model", "brier_model_mode", *(f"brier_{c}" for c in BRIER_CONTROLS),
+                "p_trunk_on_trunk_model", "p_trunk_on_trunk_no_memory"):
+        vals = [r[key] for r in rows if not np.isnan(r[key])]
+        out[key] = float(np.mean(vals)) if vals else float("nan")
+    sides = []
+    for c in BRIER_CONTROLS:
+        d = mean_ci95([r[f"brier_{c}"] - r["brier_model"] for r in rows])
+        out[f"brier_gain_vs_{c}"] = d
+        if d["ci95"] is None or not np.isfinite(d["ci95"]) or d["ci95"] <= 0:
+            sides.append("inconclusive")  # n < 2 or a zero-width interval decides nothing
+        elif d["mean"] - d["ci95"] > 0:
+            sides.append("better")
+        elif d["mean"] + d["ci95"] < 0:
+            sides.append("worse")
+        else:
+            sides.append("inconclusive")
+    out["tracking_verdict"] = ("holds" if all(x == "better" for x in sides) else
+                               "fails" if "worse" in sides else "inconclusive")
+    return out
+
+
+def _sampled_trunk_prob(model: WorldModel, frames: np.ndarray, prev: np.ndarray, context: int,
+                        horizon: int, n_samples: int, seed: int) -> np.ndarray:
+    """The trunk-map probability of the last imagined frame, averaged over ``n_samples``
+    rollouts with sampled latents: observe ``frames[:context]`` (mode latents, as
+    :meth:`WorldModel.open_loop`), then imagine ``horizon`` steps with
+    ``prev[context:context + horizon]``. -> (H, W) float. Seeded, global RNG untouched."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        was = model.training
+        model.eval()
+        obs = model.preprocess(frames[None, :context])
+        first = torch.zeros(1, context, dtype=torch.bool, device=model.device)
+        first[:, 0] = True
+        post, _ = model.observe(obs, model.onehot(prev[None, :context]), first, sample=False)
+        last = post.map(lambda x: x[:, -1].expand(n_samples, *x.shape[2:]))
+        acts = model.onehot(np.repeat(prev[None, context:context + horizon], n_samples, 0))
+        imag = model.imagine(last, acts, sample=True)
+        prob = model.trunk_prob(imag.feat()[:, -1]).mean(0).cpu().numpy()
+        model.train(was)
+        return prob
 
 
 def _map_mask(model: WorldModel, feat: Any) -> np.ndarray:

@@ -500,3 +500,36 @@ def test_state_tracking_probe_reads_frames_and_beliefs_in_the_real_env():
     for key in ("p_tree_model", "p_tree_no_memory", "p_tree_away"):
         assert 0.0 <= out[key] <= 1.0
     assert out["diff_belief_vs_no_memory"]["n"] == 2
+    # the registered Brier score: probabilities against the return frame's 0/1 trunk mask
+    for r in out["trials"]:
+        for key in ("brier_model", "brier_model_mode", "brier_baseline", "brier_no_memory",
+                    "brier_empty"):
+            assert 0.0 <= r[key] <= 1.0
+        assert r["brier_empty"] > 0.0  # the return frame shows the tree (turning back restores F0)
+    assert out["brier_gain_vs_no_memory"]["n"] == 2 and out["n_samples"] == 16
+    assert out["tracking_verdict"] in ("holds", "fails", "inconclusive")
+
+
+def test_brier_summary_verdict_needs_every_control_beaten():
+    from mtsandbox.agents.wm_diagnostics import _brier_summary
+
+    rng = np.random.default_rng(0)
+
+    def rows(gain_empty: float) -> list[dict[str, float]]:
+        out = []
+        for _ in range(20):
+            m = 0.05 + 0.01 * rng.random()
+            out.append({"brier_model": m, "brier_model_mode": m, "brier_baseline": m + 0.05,
+                        "brier_no_memory": m + 0.03 + 0.01 * rng.random(),
+                        "brier_empty": m + gain_empty + 0.01 * rng.standard_normal(),
+                        "p_trunk_on_trunk_model": 0.4, "p_trunk_on_trunk_no_memory": 0.1})
+        return out
+
+    assert _brier_summary(rows(0.02))["tracking_verdict"] == "holds"
+    worse = _brier_summary(rows(-0.02))  # a model that draws trunk where there is none
+    assert worse["tracking_verdict"] == "fails"
+    assert worse["brier_gain_vs_empty"]["mean"] < 0
+    assert _brier_summary(rows(0.0))["tracking_verdict"] == "inconclusive"
+    # two identical trials: a zero-width interval decides nothing
+    same = rows(0.02)[:1] * 2
+    assert _brier_summary(same)["tracking_verdict"] == "inconclusive"

@@ -251,6 +251,14 @@ def run(args: argparse.Namespace) -> int:
           f"{dv['ci95'] or float('nan'):.3f}) vs no memory {probe['iou_no_memory']:.3f} (diff "
           f"{dn['mean']:+.3f} +- {dn['ci95'] or float('nan'):.3f}); real F0 vs return "
           f"{probe['iou_f0_vs_return']:.3f}; recon F0 {probe['iou_recon_f0']:.3f}")
+    if "tracking_verdict" in probe:
+        gains = ", ".join(
+            f"{c} {probe[f'brier_{c}']:.4f} (gain {g['mean']:+.4f} +- "
+            f"{g['ci95'] or float('nan'):.4f})"
+            for c in ("baseline", "no_memory", "empty") for g in [probe[f"brier_gain_vs_{c}"]])
+        print(f"  registered score, Brier of the trunk map at the return (lower is better): "
+              f"model {probe['brier_model']:.4f} (mode latents {probe['brier_model_mode']:.4f}) "
+              f"vs {gains}: {probe['tracking_verdict']}")
     if "diff_belief_vs_no_memory" in probe:
         db = probe["diff_belief_vs_no_memory"]
         print(f"  belief (tree_in_view head) after imagining the turn back: model "
