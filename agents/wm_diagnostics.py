@@ -344,7 +344,7 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                          n_trials: int = 8, k: int = 6, context_before: int = 4, seed: int = 0,
                          env_kwargs: dict | None = None, out_dir: str | Path | None = None,
                          max_tries: int = 40, min_trunk_frac: float = 0.03,
-                         n_samples: int = 16) -> dict[str, Any]:
+                         n_samples: int = 16, level: float = 0.95) -> dict[str, Any]:
     """See the module docstring. Returns mean IoUs (``iou_model``, ``iou_baseline_before_turn
     _back``, ``iou_full_open_loop``, ``iou_no_memory``, ``iou_f0_vs_return``,
     ``iou_recon_f0``), pixel MSEs of the return frame, the paired differences model - baseline
@@ -489,7 +489,7 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
         d = [np.nan_to_num(r["iou_model"]) - np.nan_to_num(r[other]) for r in rows]
         out[f"diff_{name}"] = mean_ci95(d)
     if rows and "brier_model" in rows[0]:
-        out.update(_brier_summary(rows))
+        out.update(_brier_summary(rows, level))
         out["n_samples"] = n_samples
     if rows and "p_tree_model" in rows[0]:
         out["diff_belief_vs_no_memory"] = mean_ci95(
@@ -508,10 +508,13 @@ def _brier(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((np.asarray(p, dtype=np.float64) - y) ** 2))
 
 
-def _brier_summary(rows: list[dict[str, float]]) -> dict[str, Any]:
+def _brier_summary(rows: list[dict[str, float]], level: float = 0.95) -> dict[str, Any]:
     """Means of the Brier scores, the paired differences control - model (positive: the model
-    predicts the return frame better) with 95% t-intervals over trials, and the verdict."""
-    out: dict[str, Any] = {}
+    predicts the return frame better) with 95% t-intervals over trials, and the verdict, decided
+    by t-intervals at ``level`` (``half_width`` in each difference's summary)."""
+    from scipy import stats
+
+    out: dict[str, Any] = {"tracking_level": level}
     for key in ("brier_model", "brier_model_mode", *(f"brier_{c}" for c in BRIER_CONTROLS),
                 "p_trunk_on_trunk_model", "p_trunk_on_trunk_no_memory"):
         vals = [r[key] for r in rows if not np.isnan(r[key])]
@@ -519,12 +522,15 @@ def _brier_summary(rows: list[dict[str, float]]) -> dict[str, Any]:
     sides = []
     for c in BRIER_CONTROLS:
         d = mean_ci95([r[f"brier_{c}"] - r["brier_model"] for r in rows])
+        hw = (None if d["std"] is None else
+              float(stats.t.ppf(0.5 + level / 2, d["n"] - 1)) * d["std"] / np.sqrt(d["n"]))
+        d["half_width"] = hw
         out[f"brier_gain_vs_{c}"] = d
-        if d["ci95"] is None or not np.isfinite(d["ci95"]) or d["ci95"] <= 0:
+        if hw is None or not np.isfinite(hw) or hw <= 0:
             sides.append("inconclusive")  # n < 2 or a zero-width interval decides nothing
-        elif d["mean"] - d["ci95"] > 0:
+        elif d["mean"] - hw > 0:
             sides.append("better")
-        elif d["mean"] + d["ci95"] < 0:
+        elif d["mean"] + hw < 0:
             sides.append("worse")
         else:
             sides.append("inconclusive")

@@ -428,6 +428,9 @@ def test_train_config_model_based_is_checked_with_one_line():
     shipped = load_config("treepunch_mb_cpu", ["seed=2"])
     check_config(shipped)
     assert shipped.algo == "model_based" and mb_config(shipped).seed == 2
+    dreamer = load_config("treepunch_dreamer_cpu")
+    check_config(dreamer)
+    assert (mb_config(dreamer).act, mb_config(dreamer).train_ac) == ("actor", True)
     for bad, msg in [({"horizn": 5}, "mb: unknown key 'horizn'"), ({"seed": 1}, "mb.seed"),
                      ({"act": "dream"}, "act must be")]:
         with pytest.raises(ConfigError, match=msg):
@@ -525,7 +528,11 @@ def test_brier_summary_verdict_needs_every_control_beaten():
                         "p_trunk_on_trunk_model": 0.4, "p_trunk_on_trunk_no_memory": 0.1})
         return out
 
-    assert _brier_summary(rows(0.02))["tracking_verdict"] == "holds"
+    held = _brier_summary(rows(0.02))
+    assert held["tracking_verdict"] == "holds"
+    g = held["brier_gain_vs_empty"]
+    assert g["half_width"] == pytest.approx(g["ci95"])  # 0.95: the reported interval decides
+    assert _brier_summary(rows(0.02), level=0.975)["brier_gain_vs_empty"]["half_width"] > g["ci95"]
     worse = _brier_summary(rows(-0.02))  # a model that draws trunk where there is none
     assert worse["tracking_verdict"] == "fails"
     assert worse["brier_gain_vs_empty"]["mean"] < 0

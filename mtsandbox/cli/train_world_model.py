@@ -122,6 +122,14 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--report", default=None, help="also copy report.json here")
     ap.add_argument("--eval-only", default=None, metavar="MODEL_DIR",
                     help="skip training: evaluate this saved world model on the held-out split")
+    ap.add_argument("--init", default=None, metavar="MODEL_DIR",
+                    help="continue training this saved world model (its config; --wm ignored; "
+                         "a fresh optimiser)")
+    ap.add_argument("--probe-level", type=float, default=0.95,
+                    help="confidence level of the intervals that decide the state-tracking "
+                         "verdict (e.g. 0.975 for a second look at the registered score)")
+    ap.add_argument("--probe-seed", type=int, default=None,
+                    help="seed of the state-tracking probe's trials (default: --seed + 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
 
@@ -214,7 +222,18 @@ def run(args: argparse.Namespace) -> int:
         hist = list(wm_meta.get("history") or [])
         print(f"evaluating {args.eval_only} ({model.train_steps} updates)")
     else:
+        init = None
+        if args.init:
+            from mtsandbox.agents.world_model import WorldModelError, load_world_model
+
+            try:
+                init, _ = load_world_model(args.init)
+            except WorldModelError as e:
+                print(f"train-world-model: {e}")
+                return 2
+            print(f"continuing {args.init} ({init.train_steps} updates)")
         model, hist = train_world_model(train, steps=args.steps, config=cfg, batch=args.batch,
+                                        model=init,
                                         seq_len=args.seq_len, lr=args.lr, seed=args.seed,
                                         time_limit_s=args.time_limit, log_every=100)
         model.save(out / "model", env_id=args.env_id,
@@ -242,8 +261,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"rollout strips + recordings: {out / 'rollouts'} "
           f"(mtsandbox replay {out / 'rollouts'})")
     probe = state_tracking_probe(model, args.env_id, n_trials=args.probe_trials, k=args.probe_k,
-                                 seed=args.seed + 1, out_dir=out / "probe",
-                                 min_trunk_frac=args.probe_min_trunk_frac)
+                                 seed=args.seed + 1 if args.probe_seed is None
+                                 else args.probe_seed, out_dir=out / "probe",
+                                 min_trunk_frac=args.probe_min_trunk_frac,
+                                 level=args.probe_level)
     dv, dn = probe["diff_vs_baseline"], probe["diff_vs_no_memory"]
     print(f"state-tracking probe (k={probe['k']}, {probe['n_trials']} trials): trunk IoU "
           f"model {probe['iou_model']:.3f} vs frame before turning back "
@@ -258,7 +279,8 @@ def run(args: argparse.Namespace) -> int:
             for c in ("baseline", "no_memory", "empty") for g in [probe[f"brier_gain_vs_{c}"]])
         print(f"  registered score, Brier of the trunk map at the return (lower is better): "
               f"model {probe['brier_model']:.4f} (mode latents {probe['brier_model_mode']:.4f}) "
-              f"vs {gains}: {probe['tracking_verdict']}")
+              f"vs {gains}: {probe['tracking_verdict']} (verdict at "
+              f"{100 * probe['tracking_level']:g}%)")
     if "diff_belief_vs_no_memory" in probe:
         db = probe["diff_belief_vs_no_memory"]
         print(f"  belief (tree_in_view head) after imagining the turn back: model "
