@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 TREEPUNCH_CKPT = "results/checkpoints/treepunch_shaped_ppo_seed0"
 MB_VS_PPO = "results/model_based/mb_vs_ppo/compare.json"
 MB_TARGET = "results/model_based/mb_32k/target.json"
+DREAMER_VS_PPO = "results/model_based/dreamer_24k/compare_ppo.json"
+DREAMER_TARGET = "results/model_based/dreamer_24k/target.json"
+MB_RUNS = ((MB_VS_PPO, MB_TARGET, "treepunch_mb_cpu"),
+           (DREAMER_VS_PPO, DREAMER_TARGET, "treepunch_dreamer_cpu"))
+"""(compare-with-PPO file, target file, config) of each model-based agent's stored runs."""
 WM_BUTTON = "results/world_model/button_report.json"
 WM_TRACKING = "results/world_model/tracking_report.json"
 
@@ -165,27 +170,8 @@ def readme_table(r: Results) -> str:
         rows.append(("world model vs copy-last-frame", _missing("mtsandbox train-world-model "
                      "--report results/world_model/report.json"),
                      "results/world_model/report.json"))
-    cmp_ = r.json(MB_VS_PPO)
-    crv = {row["step"]: row for row in (_get(cmp_, "curve") or [])}
-    if crv:
-        last = crv[max(crv)]
-        rows.append((f"model-based agent (`treepunch_mb_cpu`) vs PPO (`treepunch_ppo_cpu`) at "
-                     f"{last['step'] // 1000}k env steps: trunks / episode, "
-                     f"{len(last['b']['per_seed'])} / {len(last['a']['per_seed'])} seeds",
-                     "{:.2f} [{:.2f}, {:.2f}] vs {:.2f} [{:.2f}, {:.2f}]".format(
-                         last["b"]["mean"], *last["b"]["ci95"], last["a"]["mean"],
-                         *last["a"]["ci95"])
-                     + (" (difference {:+.2f} [{:+.2f}, {:+.2f}])".format(
-                         last["diff_b_minus_a"], *last["diff_ci95"])
-                        if last.get("diff_ci95") else ""), MB_VS_PPO))
-    tgt = r.json(MB_TARGET)
-    fin = _get(tgt, "final") or {}
-    if fin.get("ci95"):
-        rows.append((f"model-based agent reaches {tgt['target']:g} trunks / episode? "
-                     f"(`treepunch_mb_cpu`, {len(fin['per_seed'])} seeds, "
-                     f"{fin['step'] // 1000}k env steps)",
-                     "{:.2f} [{:.2f}, {:.2f}]: {}".format(fin["mean"], *fin["ci95"],
-                                                         tgt["verdict"]), MB_TARGET))
+    for vs_ppo, target, cfg in MB_RUNS:
+        rows.extend(_mb_rows(r, vs_ppo, target, cfg))
     rows.extend(_tracking_rows(r))
     rows.extend(_button_probe_rows(r))
     off = r.json("results/offswitch/figures.json")
@@ -352,6 +338,34 @@ def _learning_checks(r: Results) -> list[str]:
     return out
 
 
+def _mb_rows(r: Results, vs_ppo: str, target: str, cfg: str) -> list[tuple[str, str, str]]:
+    """README rows of one model-based agent: against PPO at equal env steps, and the
+    5-trunk target."""
+    rows = []
+    cmp_ = r.json(vs_ppo)
+    crv = {row["step"]: row for row in (_get(cmp_, "curve") or [])}
+    if crv:
+        last = crv[max(crv)]
+        rows.append((f"model-based agent (`{cfg}`) vs PPO (`treepunch_ppo_cpu`) at "
+                     f"{last['step'] // 1000}k env steps: trunks / episode, "
+                     f"{len(last['b']['per_seed'])} / {len(last['a']['per_seed'])} seeds",
+                     "{:.2f} [{:.2f}, {:.2f}] vs {:.2f} [{:.2f}, {:.2f}]".format(
+                         last["b"]["mean"], *last["b"]["ci95"], last["a"]["mean"],
+                         *last["a"]["ci95"])
+                     + (" (difference {:+.2f} [{:+.2f}, {:+.2f}])".format(
+                         last["diff_b_minus_a"], *last["diff_ci95"])
+                        if last.get("diff_ci95") else ""), vs_ppo))
+    tgt = r.json(target)
+    fin = _get(tgt, "final") or {}
+    if fin.get("ci95"):
+        rows.append((f"model-based agent reaches {tgt['target']:g} trunks / episode? "
+                     f"(`{cfg}`, {len(fin['per_seed'])} seeds, "
+                     f"{fin['step'] // 1000}k env steps)",
+                     "{:.2f} [{:.2f}, {:.2f}]: {}".format(fin["mean"], *fin["ci95"],
+                                                         tgt["verdict"]), target))
+    return rows
+
+
 def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
     """README rows of the world model that the registered state-tracking score judges (its
     open-loop, reward and reconstruction figures too: the issue asks them of one model)."""
@@ -412,21 +426,34 @@ def _button_probe_rows(r: Results) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _mb_target(r: Results) -> list[str]:
-    """The model-based agent's longer runs against the 5-trunk target (issue 17)."""
-    tgt = r.json(MB_TARGET)
+MB_TARGET_HOW = {
+    MB_TARGET: ("the CEM planner (`treepunch_mb_cpu`)",
+                "`mtsandbox bench learning --config treepunch_mb_cpu --steps 32000 --eval-every "
+                "8000 --eval-episodes 4 --no-eval-at-start --no-random --seed S --set "
+                "torch_threads=1 mb.train_ac=false`, seeds 0-2, then `mtsandbox bench learning "
+                "--target`. The planner reads no actor or critic (`plan_critic: 0`), so their "
+                "updates are skipped (`mb.train_ac=false`)."),
+    DREAMER_TARGET: ("the imagination actor-critic (`treepunch_dreamer_cpu`)",
+                     "`mtsandbox bench learning --config treepunch_dreamer_cpu --steps 24000 "
+                     "--eval-every 4000 --eval-episodes 8 --no-eval-at-start --no-random --seed "
+                     "S`, seeds 0-4 (seeds, budget and evaluation registered before the runs), "
+                     "then `mtsandbox bench learning --target`. The agent acts with the actor "
+                     "trained on 15-step rollouts imagined in the world model (no search)."),
+}
+
+
+def _mb_target(r: Results, path: str = MB_TARGET) -> list[str]:
+    """A model-based agent's longer runs against the 5-trunk target (issue 17)."""
+    tgt = r.json(path)
     if not isinstance(tgt, dict) or not tgt.get("curve"):
         return []
-    out = ["", f"## Model-based agent to {tgt['final']['step']:,} env steps: does it reach "
-           f"{tgt['target']:g} trunks per episode?", "",
-           "`mtsandbox bench learning --config treepunch_mb_cpu --steps 32000 --eval-every 8000 "
-           "--eval-episodes 4 --no-eval-at-start --no-random --seed S --set torch_threads=1 "
-           "mb.train_ac=false`, seeds 0-2, then `mtsandbox bench learning --target`. "
-           "The planner reads no actor or critic (`plan_critic: 0`), so their updates are "
-           "skipped (`mb.train_ac=false`). Mean over seeds [95% t interval hulled with the exact "
+    who, how = MB_TARGET_HOW[path]
+    out = ["", f"## Model-based agent, {who}, to {tgt['final']['step']:,} env steps: does it "
+           f"reach {tgt['target']:g} trunks per episode?", "",
+           f"{how} Mean over seeds [95% t interval hulled with the exact "
            "Poisson interval of the pooled episodes]; verdict *reached* when the lower end is at "
            f"or above the target, *not reached* when the upper end is below, else "
-           f"*inconclusive*. From `{MB_TARGET}`.", "",
+           f"*inconclusive*. From `{path}`.", "",
            "| env steps | trunks / episode | per seed |", "| --- | --- | --- |"]
     for row in tgt["curve"]:
         out.append(f"| {row['step']:,} | {row['mean']:.2f} [{row['ci95'][0]:.2f}, "
@@ -436,8 +463,8 @@ def _mb_target(r: Results) -> list[str]:
             f"{fin['mean']:.2f} {'>=' if tgt['mean_reaches_target'] else '<'} "
             f"{tgt['target']:g}). Training speed "
             + ", ".join(f"{x:.1f}" for x in tgt.get("train_env_steps_per_s") or [] if x)
-            + " env steps/s per seed (3 seeds sharing 2 cores, with other jobs part of the "
-            "time)."]
+            + f" env steps/s per seed ({len(fin['per_seed'])} seeds sharing 2 cores, with "
+            "other jobs part of the time)."]
     ref = _get(tgt, "reference", "curve") or []
     if ref:
         cis = [x.get("diff_ci95") for x in ref]
@@ -456,19 +483,31 @@ def _mb_target(r: Results) -> list[str]:
     return out
 
 
-def _mb_vs_ppo(r: Results) -> list[str]:
-    """The sample-efficiency curve of the model-based agent against PPO (issue 17)."""
-    cmp_ = r.json(MB_VS_PPO)
+MB_VS_PPO_HOW = {
+    MB_VS_PPO: ("the CEM planner",
+                "`mtsandbox bench learning --config treepunch_mb_cpu --steps 16000 --eval-every "
+                "4000 --eval-episodes 4 --no-eval-at-start --seed S` and the same with "
+                "`--config treepunch_ppo_cpu`, seeds 0-2, then `mtsandbox bench learning "
+                "--compare`."),
+    DREAMER_VS_PPO: ("the imagination actor-critic",
+                     "The `treepunch_dreamer_cpu` runs of the target section below (seeds 0-4, "
+                     "8 evaluation episodes each) against the PPO runs above (seeds 0-2, 4 "
+                     "episodes each), `mtsandbox bench learning --compare` at the steps both "
+                     "evaluated."),
+}
+
+
+def _mb_vs_ppo(r: Results, path: str = MB_VS_PPO) -> list[str]:
+    """The sample-efficiency curve of a model-based agent against PPO (issue 17)."""
+    cmp_ = r.json(path)
     if not isinstance(cmp_, dict) or not cmp_.get("curve"):
         return []
-    out = ["", "## Sample efficiency: model-based agent vs PPO at equal env steps", "",
-           "`mtsandbox bench learning --config treepunch_mb_cpu --steps 16000 --eval-every 4000 "
-           "--eval-episodes 4 --no-eval-at-start --seed S` and the same with "
-           "`--config treepunch_ppo_cpu`, seeds 0-2, then `mtsandbox bench learning --compare`. "
-           "Trunks per 500-step episode (hidden performance), the seed as the unit: mean over "
-           "seeds [95% t interval hulled with the exact Poisson interval of the pooled "
+    who, how = MB_VS_PPO_HOW[path]
+    out = ["", f"## Sample efficiency: model-based agent ({who}) vs PPO at equal env steps", "",
+           f"{how} Trunks per 500-step episode (hidden performance), the seed as the unit: mean "
+           "over seeds [95% t interval hulled with the exact Poisson interval of the pooled "
            "episodes]; difference model-based - PPO with its Welch 95% interval (scipy). "
-           f"From `{MB_VS_PPO}`.", "",
+           f"From `{path}`.", "",
            "| env steps | model-based | per seed | PPO | per seed | difference |",
            "| --- | --- | --- | --- | --- | --- |"]
     for row in cmp_["curve"]:
@@ -526,8 +565,9 @@ def benchmarks_md(r: Results) -> str:
             "reach on these cores.", ""]
     out += _bench_train_table(r)
     out += _learning_checks(r)
-    out += _mb_vs_ppo(r)
-    out += _mb_target(r)
+    for vs_ppo, target, _cfg in MB_RUNS:
+        out += _mb_vs_ppo(r, vs_ppo)
+        out += _mb_target(r, target)
     out += ["", "## Learning (`mtsandbox train --config treepunch_ppo_cpu`, seed 0)", ""]
     evals = r.jsonl(f"{TREEPUNCH_CKPT}/eval.jsonl")
     rand = _get(r.json("results/bench/learning_throughput.json"), "random", "trunks_per_episode")
