@@ -431,6 +431,11 @@ def test_train_config_model_based_is_checked_with_one_line():
     dreamer = load_config("treepunch_dreamer_cpu")
     check_config(dreamer)
     assert (mb_config(dreamer).act, mb_config(dreamer).train_ac) == ("actor", True)
+    gpu = load_config("treepunch_dreamer_gpu")
+    check_config(gpu)
+    wm = WMConfig.from_dict(mb_config(gpu).wm)  # the GPU-sized model builds (on the CPU here)
+    assert (wm.image_size, wm.deter, wm.stoch) == (64, 512, 1024)
+    assert WorldModel(wm, device="cpu").decode(torch.zeros(1, wm.feat)).shape == (1, 3, 64, 64)
     for bad, msg in [({"horizn": 5}, "mb: unknown key 'horizn'"), ({"seed": 1}, "mb.seed"),
                      ({"act": "dream"}, "act must be")]:
         with pytest.raises(ConfigError, match=msg):
