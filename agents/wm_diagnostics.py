@@ -343,7 +343,7 @@ def _face_tree(env, names: list[str], max_turns: int = 24, min_frac: float = 0.0
 def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreePunchShaped-v0",
                          n_trials: int = 8, k: int = 6, context_before: int = 4, seed: int = 0,
                          env_kwargs: dict | None = None, out_dir: str | Path | None = None,
-                         max_tries: int = 40, min_trunk_frac: float = 0.03,
+                         max_tries: int | None = None, min_trunk_frac: float = 0.03,
                          n_samples: int = 16, level: float = 0.95) -> dict[str, Any]:
     """See the module docstring. Returns mean IoUs (``iou_model``, ``iou_baseline_before_turn
     _back``, ``iou_full_open_loop``, ``iou_no_memory``, ``iou_f0_vs_return``,
@@ -369,6 +369,8 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
     L, R = names.index("turn_left"), names.index("turn_right")
     rng = np.random.default_rng(seed)
     rows: list[dict[str, float]] = []
+    if max_tries is None:  # resets that find no tree to face are retried, up to this many
+        max_tries = 3 * n_trials + 10
     try:
         tries = 0
         while len(rows) < n_trials and tries < max_tries:

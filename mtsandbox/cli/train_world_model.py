@@ -265,6 +265,9 @@ def run(args: argparse.Namespace) -> int:
                                  else args.probe_seed, out_dir=out / "probe",
                                  min_trunk_frac=args.probe_min_trunk_frac,
                                  level=args.probe_level)
+    if probe["n_trials"] < args.probe_trials:
+        print(f"train-world-model: the state-tracking probe found a tree to face in "
+              f"{probe['n_trials']} of the {args.probe_trials} trials asked for")
     dv, dn = probe["diff_vs_baseline"], probe["diff_vs_no_memory"]
     print(f"state-tracking probe (k={probe['k']}, {probe['n_trials']} trials): trunk IoU "
           f"model {probe['iou_model']:.3f} vs frame before turning back "
