@@ -487,6 +487,13 @@ MB_TARGET_HOW = {
 }
 
 
+MB_TARGET_SPEED = {
+    MB_TARGET: "3 seeds sharing 2 cores, with other jobs part of the time",
+    DREAMER_TARGET: "one or two runs at a time on 2 cores, beside a world-model job most of "
+                    "the time",
+}
+
+
 def _mb_target(r: Results, path: str = MB_TARGET) -> list[str]:
     """A model-based agent's longer runs against the 5-trunk target (issue 17)."""
     tgt = r.json(path)
@@ -508,8 +515,7 @@ def _mb_target(r: Results, path: str = MB_TARGET) -> list[str]:
             f"{fin['mean']:.2f} {'>=' if tgt['mean_reaches_target'] else '<'} "
             f"{tgt['target']:g}). Training speed "
             + ", ".join(f"{x:.1f}" for x in tgt.get("train_env_steps_per_s") or [] if x)
-            + f" env steps/s per seed ({len(fin['per_seed'])} seeds sharing 2 cores, with "
-            "other jobs part of the time)."]
+            + " env steps/s per seed (" + MB_TARGET_SPEED[path] + ")."]
     ref = _get(tgt, "reference", "curve") or []
     if ref:
         cis = [x.get("diff_ci95") for x in ref]
