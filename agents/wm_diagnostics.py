@@ -523,16 +523,18 @@ def _brier_summary(rows: list[dict[str, float]], level: float = 0.95) -> dict[st
         out[key] = float(np.mean(vals)) if vals else float("nan")
     sides = []
     for c in BRIER_CONTROLS:
-        d = mean_ci95([r[f"brier_{c}"] - r["brier_model"] for r in rows])
-        hw = (None if d["std"] is None else
-              float(stats.t.ppf(0.5 + level / 2, d["n"] - 1)) * d["std"] / np.sqrt(d["n"]))
+        diffs = [r[f"brier_{c}"] - r["brier_model"] for r in rows]
+        d = mean_ci95(diffs)
+        n, mean = len(diffs), float(np.mean(diffs)) if diffs else float("nan")
+        hw = (float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(np.std(diffs, ddof=1))
+              / np.sqrt(n) if n > 1 else None)
         d["half_width"] = hw
         out[f"brier_gain_vs_{c}"] = d
         if hw is None or not np.isfinite(hw) or hw <= 0:
             sides.append("inconclusive")  # n < 2 or a zero-width interval decides nothing
-        elif d["mean"] - hw > 0:
+        elif mean - hw > 0:
             sides.append("better")
-        elif d["mean"] + hw < 0:
+        elif mean + hw < 0:
             sides.append("worse")
         else:
             sides.append("inconclusive")
