@@ -408,6 +408,20 @@ def test_world_model_data_from_recordings_and_corrupt_one(tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 2 and len(out) == 1 and out[0].startswith("train-world-model: ")
     assert "steps.jsonl" in out[0]
+    # a model to continue that is not one: one line too, before any training
+    (tmp_path / "rec" / "ep_000000" / "steps.jsonl").unlink()
+    w = EpisodeWriter(tmp_path / "rec2" / "ep_000000", {"env_id": "synthetic"})
+    w.add_frame(d["frames"][0])
+    for t, (a, r) in enumerate(zip(d["actions"], d["rewards"], strict=True)):
+        w.add_step({"t": t, "action": a, "reward": r, "terminated": False,
+                    "truncated": False, "events": []}, d["frames"][t + 1])
+    w.close("truncated")
+    (tmp_path / "notamodel").mkdir()
+    rc = main(["--data", str(tmp_path / "rec2"), "--out", str(tmp_path / "out"),
+               "--init", str(tmp_path / "notamodel")])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 2 and out[-1].startswith("train-world-model: ") and "notamodel" in out[-1]
+    assert not (tmp_path / "out" / "model").exists()
 
 
 MB_TINY = {"prefill_steps": 60, "pretrain_updates": 2, "collect_steps": 60, "wm_updates": 2,

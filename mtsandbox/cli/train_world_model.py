@@ -205,6 +205,16 @@ def run(args: argparse.Namespace) -> int:
     if not eps:
         print(f"train-world-model: no recorded episodes with 2+ frames under {roots}")
         return 2
+    saved, wm_meta = None, {}
+    if args.eval_only or args.init:  # a saved model: its config (and image size) rule
+        from mtsandbox.agents.world_model import WorldModelError, load_world_model
+
+        try:
+            saved, wm_meta = load_world_model(args.eval_only or args.init)
+        except WorldModelError as e:
+            print(f"train-world-model: {e}")
+            return 2
+        cfg = saved.cfg
     for ep in eps:  # the model's observation size, once (not per batch)
         ep.obs = downsample(ep.obs, cfg.image_size)
     train, test = split_episodes(eps, args.held_out, args.seed)
@@ -212,28 +222,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(train)} train / {len(test)} held-out episodes, "
           f"{sum(len(ep) for ep in train)} train frames, {n_digs} digs")
     if args.eval_only:
-        from mtsandbox.agents.world_model import WorldModelError, load_world_model
-
-        try:
-            model, wm_meta = load_world_model(args.eval_only)
-        except WorldModelError as e:
-            print(f"train-world-model: {e}")
-            return 2
-        hist = list(wm_meta.get("history") or [])
+        assert saved is not None
+        model, hist = saved, list(wm_meta.get("history") or [])
         print(f"evaluating {args.eval_only} ({model.train_steps} updates)")
     else:
-        init = None
-        if args.init:
-            from mtsandbox.agents.world_model import WorldModelError, load_world_model
-
-            try:
-                init, _ = load_world_model(args.init)
-            except WorldModelError as e:
-                print(f"train-world-model: {e}")
-                return 2
-            print(f"continuing {args.init} ({init.train_steps} updates)")
+        if saved is not None:
+            print(f"continuing {args.init} ({saved.train_steps} updates)")
         model, hist = train_world_model(train, steps=args.steps, config=cfg, batch=args.batch,
-                                        model=init,
+                                        model=saved,
                                         seq_len=args.seq_len, lr=args.lr, seed=args.seed,
                                         time_limit_s=args.time_limit, log_every=100)
         model.save(out / "model", env_id=args.env_id,
