@@ -205,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
     if not eps:
         print(f"train-world-model: no recorded episodes with 2+ frames under {roots}")
         return 2
-    saved, wm_meta = None, {}
+    saved = None
+    wm_meta: dict = {}
     if args.eval_only or args.init:  # a saved model: its config (and image size) rule
         from mtsandbox.agents.world_model import WorldModelError, load_world_model
 
