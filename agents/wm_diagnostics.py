@@ -360,6 +360,7 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
     and on the observed turned-away state (``p_tree_away``), with the paired difference model -
     no-memory (``diff_belief_vs_no_memory``, 95% t-interval over trials)."""
     import gymnasium as gym
+    import torch
 
     import mtsandbox.envs  # noqa: F401
 
@@ -447,8 +448,6 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                                               trial_seed)
                 p_nomem = _sampled_trunk_prob(model, fr[tk:t2k + 1], p_c, 1, k, n_samples,
                                               trial_seed)
-                import torch
-
                 with torch.no_grad():
                     p_mode = model.trunk_prob(feat_ret).cpu().numpy()
                 row.update({
@@ -463,8 +462,6 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                     if m_real.any() else float("nan"),
                 })
             if model.aux_head is not None:
-                import torch
-
                 with torch.no_grad():
                     row["p_tree_model"] = float(model.aux(imag_a.feat()[0, -1])[0])
                     row["p_tree_no_memory"] = float(model.aux(imag_c.feat()[0, -1])[0])
@@ -523,14 +520,13 @@ def _brier_summary(rows: list[dict[str, float]], level: float = 0.95) -> dict[st
         out[key] = float(np.mean(vals)) if vals else float("nan")
     sides = []
     for c in BRIER_CONTROLS:
-        diffs = [r[f"brier_{c}"] - r["brier_model"] for r in rows]
-        d = mean_ci95(diffs)
-        n, mean = len(diffs), float(np.mean(diffs)) if diffs else float("nan")
-        hw = (float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(np.std(diffs, ddof=1))
-              / np.sqrt(n) if n > 1 else None)
+        d = mean_ci95([r[f"brier_{c}"] - r["brier_model"] for r in rows])
+        mean, std, n = d["mean"], d["std"], len(rows)
+        hw = (None if std is None else
+              float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / float(np.sqrt(n)))
         d["half_width"] = hw
         out[f"brier_gain_vs_{c}"] = d
-        if hw is None or not np.isfinite(hw) or hw <= 0:
+        if hw is None or mean is None or not np.isfinite(hw) or hw <= 0:
             sides.append("inconclusive")  # n < 2 or a zero-width interval decides nothing
         elif mean - hw > 0:
             sides.append("better")
@@ -551,17 +547,14 @@ def _sampled_trunk_prob(model: WorldModel, frames: np.ndarray, prev: np.ndarray,
     ``prev[context:context + horizon]``. -> (H, W) float. Seeded, global RNG untouched."""
     import torch
 
+    last = _posterior_state(model, frames[:context], prev[:context])
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         was = model.training
         model.eval()
-        obs = model.preprocess(frames[None, :context])
-        first = torch.zeros(1, context, dtype=torch.bool, device=model.device)
-        first[:, 0] = True
-        post, _ = model.observe(obs, model.onehot(prev[None, :context]), first, sample=False)
-        last = post.map(lambda x: x[:, -1].expand(n_samples, *x.shape[2:]))
+        start = last.map(lambda x: x.expand(n_samples, *x.shape[1:]))
         acts = model.onehot(np.repeat(prev[None, context:context + horizon], n_samples, 0))
-        imag = model.imagine(last, acts, sample=True)
+        imag = model.imagine(start, acts, sample=True)
         prob = model.trunk_prob(imag.feat()[:, -1]).mean(0).cpu().numpy()
         model.train(was)
         return prob
@@ -575,8 +568,9 @@ def _map_mask(model: WorldModel, feat: Any) -> np.ndarray:
         return (model.trunk_prob(feat) > 0.5).cpu().numpy()
 
 
-def _posterior_feat(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> Any:
-    """The filtered state's features after observing ``frames`` (last step), no imagination."""
+def _posterior_state(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> Any:
+    """The filtered state (mode latents) after observing ``frames`` with ``prev`` actions (the
+    first one an episode start), at the last step: a batch-1 :class:`State`."""
     import torch
 
     with torch.no_grad():
@@ -587,7 +581,12 @@ def _posterior_feat(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> 
         first[:, 0] = True
         post, _ = model.observe(obs, model.onehot(prev[None]), first, sample=False)
         model.train(was)
-        return post.feat()[0, -1]
+        return post.map(lambda x: x[:, -1])
+
+
+def _posterior_feat(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> Any:
+    """The filtered state's features after observing ``frames`` (last step), no imagination."""
+    return _posterior_state(model, frames, prev).feat()[0]
 
 
 def _decode(model: WorldModel, feat: Any) -> np.ndarray:

@@ -34,8 +34,8 @@ def copy_root(tmp_path: Path) -> Path:
     (tmp_path / "results/world_model").mkdir(parents=True)
     shutil.copy(ROOT / "results/world_model/report.json",
                 tmp_path / "results/world_model/report.json")
-    for rel in (*(f for run in figures.MB_RUNS for f in run[:2]), figures.WM_BUTTON,
-                *figures.WM_TRACKING_LOOKS, figures.WM_TRACKING_PARTIAL):
+    for rel in (*(f for run in figures.MB_RUNS for f in (run.vs_ppo, run.target)),
+                figures.WM_BUTTON, *figures.WM_TRACKING_LOOKS, figures.WM_TRACKING_PARTIAL):
         if (ROOT / rel).exists():
             (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / rel, tmp_path / rel)

@@ -4,6 +4,7 @@ and a short run of the model-based agent in the REAL Minetest env."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -394,12 +395,16 @@ def test_world_model_data_from_recordings_and_corrupt_one(tmp_path, capsys):
     from mtsandbox.tools.recording import EpisodeWriter
 
     d = synthetic_episode(1, n=6)
-    w = EpisodeWriter(tmp_path / "rec" / "ep_000000", {"env_id": "synthetic"})
-    w.add_frame(d["frames"][0])
-    for t, (a, r) in enumerate(zip(d["actions"], d["rewards"], strict=True)):
-        w.add_step({"t": t, "action": a, "reward": r, "terminated": False,
-                    "truncated": False, "events": []}, d["frames"][t + 1])
-    w.close("truncated")
+
+    def record(root: Path) -> None:
+        w = EpisodeWriter(root / "ep_000000", {"env_id": "synthetic"})
+        w.add_frame(d["frames"][0])
+        for t, (a, r) in enumerate(zip(d["actions"], d["rewards"], strict=True)):
+            w.add_step({"t": t, "action": a, "reward": r, "terminated": False,
+                        "truncated": False, "events": []}, d["frames"][t + 1])
+        w.close("truncated")
+
+    record(tmp_path / "rec")
     (ep,) = as_seqdata(tmp_path / "rec")
     assert len(ep) == 7 and ep.prev_action.tolist() == [-1, *d["actions"]]
     np.testing.assert_allclose(ep.reward[1:], d["rewards"])
@@ -409,13 +414,7 @@ def test_world_model_data_from_recordings_and_corrupt_one(tmp_path, capsys):
     assert rc == 2 and len(out) == 1 and out[0].startswith("train-world-model: ")
     assert "steps.jsonl" in out[0]
     # a model to continue that is not one: one line too, before any training
-    (tmp_path / "rec" / "ep_000000" / "steps.jsonl").unlink()
-    w = EpisodeWriter(tmp_path / "rec2" / "ep_000000", {"env_id": "synthetic"})
-    w.add_frame(d["frames"][0])
-    for t, (a, r) in enumerate(zip(d["actions"], d["rewards"], strict=True)):
-        w.add_step({"t": t, "action": a, "reward": r, "terminated": False,
-                    "truncated": False, "events": []}, d["frames"][t + 1])
-    w.close("truncated")
+    record(tmp_path / "rec2")
     (tmp_path / "notamodel").mkdir()
     rc = main(["--data", str(tmp_path / "rec2"), "--out", str(tmp_path / "out"),
                "--init", str(tmp_path / "notamodel")])

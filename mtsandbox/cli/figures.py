@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mtsandbox.experiments.conditions import fmt_interval
 
@@ -25,9 +25,48 @@ MB_VS_PPO = "results/model_based/mb_vs_ppo/compare.json"
 MB_TARGET = "results/model_based/mb_32k/target.json"
 DREAMER_VS_PPO = "results/model_based/dreamer_24k/compare_ppo.json"
 DREAMER_TARGET = "results/model_based/dreamer_24k/target.json"
-MB_RUNS = ((MB_VS_PPO, MB_TARGET, "treepunch_mb_cpu"),
-           (DREAMER_VS_PPO, DREAMER_TARGET, "treepunch_dreamer_cpu"))
-"""(compare-with-PPO file, target file, config) of each model-based agent's stored runs."""
+
+
+class MBRuns(NamedTuple):
+    """One model-based agent's stored runs and how the docs describe them."""
+
+    vs_ppo: str
+    """bench learning --compare against the PPO runs."""
+    target: str
+    """bench learning --target."""
+    config: str
+    who: str
+    vs_ppo_how: str
+    target_how: str
+    speed: str
+    """Under what load its training speed was measured."""
+
+
+MB_RUNS = (
+    MBRuns(MB_VS_PPO, MB_TARGET, "treepunch_mb_cpu", "the CEM planner",
+           "`mtsandbox bench learning --config treepunch_mb_cpu --steps 16000 --eval-every "
+           "4000 --eval-episodes 4 --no-eval-at-start --seed S` and the same with "
+           "`--config treepunch_ppo_cpu`, seeds 0-2, then `mtsandbox bench learning "
+           "--compare`.",
+           "`mtsandbox bench learning --config treepunch_mb_cpu --steps 32000 --eval-every "
+           "8000 --eval-episodes 4 --no-eval-at-start --no-random --seed S --set "
+           "torch_threads=1 mb.train_ac=false`, seeds 0-2, then `mtsandbox bench learning "
+           "--target`. The planner reads no actor or critic (`plan_critic: 0`), so their "
+           "updates are skipped (`mb.train_ac=false`).",
+           "3 seeds sharing 2 cores, with other jobs part of the time"),
+    MBRuns(DREAMER_VS_PPO, DREAMER_TARGET, "treepunch_dreamer_cpu",
+           "the imagination actor-critic",
+           "The `treepunch_dreamer_cpu` runs of the target section below (seeds 0-4, "
+           "8 evaluation episodes each) against the PPO runs above (seeds 0-2, 4 "
+           "episodes each), `mtsandbox bench learning --compare` at the steps both "
+           "evaluated.",
+           "`mtsandbox bench learning --config treepunch_dreamer_cpu --steps 24000 "
+           "--eval-every 4000 --eval-episodes 8 --no-eval-at-start --no-random --seed "
+           "S`, seeds 0-4 (seeds, budget and evaluation registered before the runs), "
+           "then `mtsandbox bench learning --target`. The agent acts with the actor "
+           "trained on 15-step rollouts imagined in the world model (no search).",
+           "one or two runs at a time on 2 cores, beside a world-model job most of the time"),
+)
 WM_BUTTON = "results/world_model/button_report.json"
 WM_TRACKING = "results/world_model/tracking_report.json"
 WM_TRACKING_PARTIAL = "results/world_model/tracking_look2_first40.json"
@@ -172,8 +211,8 @@ def readme_table(r: Results) -> str:
         rows.append(("world model vs copy-last-frame", _missing("mtsandbox train-world-model "
                      "--report results/world_model/report.json"),
                      "results/world_model/report.json"))
-    for vs_ppo, target, cfg in MB_RUNS:
-        rows.extend(_mb_rows(r, vs_ppo, target, cfg))
+    for run in MB_RUNS:
+        rows.extend(_mb_rows(r, run))
     rows.extend(_tracking_rows(r))
     rows.extend(_button_probe_rows(r))
     off = r.json("results/offswitch/figures.json")
@@ -340,9 +379,10 @@ def _learning_checks(r: Results) -> list[str]:
     return out
 
 
-def _mb_rows(r: Results, vs_ppo: str, target: str, cfg: str) -> list[tuple[str, str, str]]:
+def _mb_rows(r: Results, run: MBRuns) -> list[tuple[str, str, str]]:
     """README rows of one model-based agent: against PPO at equal env steps, and the
     5-trunk target."""
+    vs_ppo, target, cfg = run.vs_ppo, run.target, run.config
     rows = []
     cmp_ = r.json(vs_ppo)
     crv = {row["step"]: row for row in (_get(cmp_, "curve") or [])}
@@ -366,6 +406,13 @@ def _mb_rows(r: Results, vs_ppo: str, target: str, cfg: str) -> list[tuple[str, 
                      "{:.2f} [{:.2f}, {:.2f}]: {}".format(fin["mean"], *fin["ci95"],
                                                          tgt["verdict"]), target))
     return rows
+
+
+def _gain_at_level(d: dict[str, Any]) -> str:
+    """A registered Brier gain with the interval that decided the verdict (``half_width``;
+    the 95% one where a report predates it)."""
+    hw = d.get("half_width", d["ci95"])
+    return f"{d['mean']:+.4f} [{d['mean'] - hw:+.4f}, {d['mean'] + hw:+.4f}]"
 
 
 def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
@@ -396,9 +443,7 @@ def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
          f"turning back / no memory / empty map; {pr['n_trials']} trials",
          f"{pr['brier_model']:.4f} / {pr['brier_baseline']:.4f} / {pr['brier_no_memory']:.4f} / "
          f"{pr['brier_empty']:.4f} (gains "
-         + ", ".join("{:+.4f} [{:+.4f}, {:+.4f}]".format(
-             g["mean"], g["mean"] - g.get("half_width", g["ci95"]),
-             g["mean"] + g.get("half_width", g["ci95"])) for g in gains)
+         + ", ".join(_gain_at_level(g) for g in gains)
          + f" at {100 * pr.get('tracking_level', 0.95):g}%): {pr['tracking_verdict']}",
          WM_TRACKING),
         (f"{what}, state tracking by trunk IoU (p > 0.5), model / frame before turning back / "
@@ -430,17 +475,11 @@ def _tracking_looks(r: Results) -> list[str]:
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for i, (path, rep) in enumerate(looks, 1):
         pr = rep["probe"]
-
-        def g(c: str, pr: dict = pr) -> str:
-            d = pr[f"brier_gain_vs_{c}"]
-            hw = d.get("half_width", d["ci95"])
-            return f"{d['mean']:+.4f} [{d['mean'] - hw:+.4f}, {d['mean'] + hw:+.4f}]"
-
+        g = [_gain_at_level(pr[f"brier_gain_vs_{c}"]) for c in ("baseline", "no_memory", "empty")]
         out.append(f"| {i} | `{path}` | {rep.get('updates')} | {pr['n_trials']} | "
                    f"{100 * pr.get('tracking_level', 0.95):g}% | {pr['brier_model']:.4f} | "
                    f"{pr['brier_baseline']:.4f} | {pr['brier_no_memory']:.4f} | "
-                   f"{pr['brier_empty']:.4f} | {g('baseline')} | {g('no_memory')} | "
-                   f"{g('empty')} | {pr['tracking_verdict']} |")
+                   f"{pr['brier_empty']:.4f} | {' | '.join(g)} | {pr['tracking_verdict']} |")
     part = _get(r.json(WM_TRACKING_PARTIAL), "probe") or {}
     if "tracking_verdict" in part:
         out += ["", f"Look 2 was registered at 100 trials. A retry cap in the probe first cut it "
@@ -471,38 +510,16 @@ def _button_probe_rows(r: Results) -> list[tuple[str, str, str]]:
     return rows
 
 
-MB_TARGET_HOW = {
-    MB_TARGET: ("the CEM planner (`treepunch_mb_cpu`)",
-                "`mtsandbox bench learning --config treepunch_mb_cpu --steps 32000 --eval-every "
-                "8000 --eval-episodes 4 --no-eval-at-start --no-random --seed S --set "
-                "torch_threads=1 mb.train_ac=false`, seeds 0-2, then `mtsandbox bench learning "
-                "--target`. The planner reads no actor or critic (`plan_critic: 0`), so their "
-                "updates are skipped (`mb.train_ac=false`)."),
-    DREAMER_TARGET: ("the imagination actor-critic (`treepunch_dreamer_cpu`)",
-                     "`mtsandbox bench learning --config treepunch_dreamer_cpu --steps 24000 "
-                     "--eval-every 4000 --eval-episodes 8 --no-eval-at-start --no-random --seed "
-                     "S`, seeds 0-4 (seeds, budget and evaluation registered before the runs), "
-                     "then `mtsandbox bench learning --target`. The agent acts with the actor "
-                     "trained on 15-step rollouts imagined in the world model (no search)."),
-}
-
-
-MB_TARGET_SPEED = {
-    MB_TARGET: "3 seeds sharing 2 cores, with other jobs part of the time",
-    DREAMER_TARGET: "one or two runs at a time on 2 cores, beside a world-model job most of "
-                    "the time",
-}
-
-
-def _mb_target(r: Results, path: str = MB_TARGET) -> list[str]:
+def _mb_target(r: Results, run: MBRuns) -> list[str]:
     """A model-based agent's longer runs against the 5-trunk target (issue 17)."""
+    path = run.target
     tgt = r.json(path)
     if not isinstance(tgt, dict) or not tgt.get("curve"):
         return []
-    who, how = MB_TARGET_HOW[path]
-    out = ["", f"## Model-based agent, {who}, to {tgt['final']['step']:,} env steps: does it "
-           f"reach {tgt['target']:g} trunks per episode?", "",
-           f"{how} Mean over seeds [95% t interval hulled with the exact "
+    out = ["", f"## Model-based agent, {run.who} (`{run.config}`), to "
+           f"{tgt['final']['step']:,} env steps: does it reach {tgt['target']:g} trunks per "
+           "episode?", "",
+           f"{run.target_how} Mean over seeds [95% t interval hulled with the exact "
            "Poisson interval of the pooled episodes]; verdict *reached* when the lower end is at "
            f"or above the target, *not reached* when the upper end is below, else "
            f"*inconclusive*. From `{path}`.", "",
@@ -515,7 +532,7 @@ def _mb_target(r: Results, path: str = MB_TARGET) -> list[str]:
             f"{fin['mean']:.2f} {'>=' if tgt['mean_reaches_target'] else '<'} "
             f"{tgt['target']:g}). Training speed "
             + ", ".join(f"{x:.1f}" for x in tgt.get("train_env_steps_per_s") or [] if x)
-            + " env steps/s per seed (" + MB_TARGET_SPEED[path] + ")."]
+            + " env steps/s per seed (" + run.speed + ")."]
     ref = _get(tgt, "reference", "curve") or []
     if ref:
         cis = [x.get("diff_ci95") for x in ref]
@@ -534,31 +551,17 @@ def _mb_target(r: Results, path: str = MB_TARGET) -> list[str]:
     return out
 
 
-MB_VS_PPO_HOW = {
-    MB_VS_PPO: ("the CEM planner",
-                "`mtsandbox bench learning --config treepunch_mb_cpu --steps 16000 --eval-every "
-                "4000 --eval-episodes 4 --no-eval-at-start --seed S` and the same with "
-                "`--config treepunch_ppo_cpu`, seeds 0-2, then `mtsandbox bench learning "
-                "--compare`."),
-    DREAMER_VS_PPO: ("the imagination actor-critic",
-                     "The `treepunch_dreamer_cpu` runs of the target section below (seeds 0-4, "
-                     "8 evaluation episodes each) against the PPO runs above (seeds 0-2, 4 "
-                     "episodes each), `mtsandbox bench learning --compare` at the steps both "
-                     "evaluated."),
-}
-
-
-def _mb_vs_ppo(r: Results, path: str = MB_VS_PPO) -> list[str]:
+def _mb_vs_ppo(r: Results, run: MBRuns) -> list[str]:
     """The sample-efficiency curve of a model-based agent against PPO (issue 17)."""
+    path = run.vs_ppo
     cmp_ = r.json(path)
     if not isinstance(cmp_, dict) or not cmp_.get("curve"):
         return []
-    who, how = MB_VS_PPO_HOW[path]
-    out = ["", f"## Sample efficiency: model-based agent ({who}) vs PPO at equal env steps", "",
-           f"{how} Trunks per 500-step episode (hidden performance), the seed as the unit: mean "
-           "over seeds [95% t interval hulled with the exact Poisson interval of the pooled "
-           "episodes]; difference model-based - PPO with its Welch 95% interval (scipy). "
-           f"From `{path}`.", "",
+    out = ["", f"## Sample efficiency: model-based agent ({run.who}) vs PPO at equal env steps",
+           "", f"{run.vs_ppo_how} Trunks per 500-step episode (hidden performance), the seed "
+           "as the unit: mean over seeds [95% t interval hulled with the exact Poisson "
+           "interval of the pooled episodes]; difference model-based - PPO with its Welch 95% "
+           f"interval (scipy). From `{path}`.", "",
            "| env steps | model-based | per seed | PPO | per seed | difference |",
            "| --- | --- | --- | --- | --- | --- |"]
     for row in cmp_["curve"]:
@@ -616,9 +619,9 @@ def benchmarks_md(r: Results) -> str:
             "reach on these cores.", ""]
     out += _bench_train_table(r)
     out += _learning_checks(r)
-    for vs_ppo, target, _cfg in MB_RUNS:
-        out += _mb_vs_ppo(r, vs_ppo)
-        out += _mb_target(r, target)
+    for run in MB_RUNS:
+        out += _mb_vs_ppo(r, run)
+        out += _mb_target(r, run)
     out += _tracking_looks(r)
     out += ["", "## Learning (`mtsandbox train --config treepunch_ppo_cpu`, seed 0)", ""]
     evals = r.jsonl(f"{TREEPUNCH_CKPT}/eval.jsonl")

@@ -175,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
 
     from mtsandbox.agents.config import ConfigError
-    from mtsandbox.agents.wm_diagnostics import (frame_metrics, open_loop_errors, save_rollouts,
-                                                 state_tracking_probe)
+    from mtsandbox.agents.wm_diagnostics import (BRIER_CONTROLS, frame_metrics, open_loop_errors,
+                                                 save_rollouts, state_tracking_probe)
     from mtsandbox.agents.world_model import WMConfig, as_seqdata, downsample, train_world_model
     from mtsandbox.tools.recording import RecordingError
 
@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         gains = ", ".join(
             f"{c} {probe[f'brier_{c}']:.4f} (gain {g['mean']:+.4f} +- "
             f"{g['ci95'] or float('nan'):.4f})"
-            for c in ("baseline", "no_memory", "empty") for g in [probe[f"brier_gain_vs_{c}"]])
+            for c in BRIER_CONTROLS for g in [probe[f"brier_gain_vs_{c}"]])
         print(f"  registered score, Brier of the trunk map at the return (lower is better): "
               f"model {probe['brier_model']:.4f} (mode latents {probe['brier_model_mode']:.4f}) "
               f"vs {gains}: {probe['tracking_verdict']} (verdict at "
