@@ -421,6 +421,11 @@ def test_world_model_data_from_recordings_and_corrupt_one(tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 2 and out[-1].startswith("train-world-model: ") and "notamodel" in out[-1]
     assert not (tmp_path / "out" / "model").exists()
+    rc = main(["--data", str(tmp_path / "rec2"), "--out", str(tmp_path / "out"),
+               "--probe-level", "97.5"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 2 and out == ["train-world-model: --probe-level must lie between 0 and 1, "
+                               "not 97.5"]
 
 
 MB_TINY = {"prefill_steps": 60, "pretrain_updates": 2, "collect_steps": 60, "wm_updates": 2,

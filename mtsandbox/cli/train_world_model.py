@@ -187,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
         msg = e if isinstance(e, ConfigError) else f"--wm takes KEY=VALUE items ({e})"
         print(f"train-world-model: {msg}")
         return 2
+    if not 0.0 < args.probe_level < 1.0:
+        print(f"train-world-model: --probe-level must lie between 0 and 1, not {args.probe_level}")
+        return 2
     out = Path(args.out)
     t0 = time.perf_counter()
     roots = [Path(d) for d in args.data] if args.data else [out / "data"]
