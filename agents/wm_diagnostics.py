@@ -107,6 +107,22 @@ def open_loop_errors(model: WorldModel, data: Any, horizons=(1, 5, 15), context:
     return out
 
 
+OPEN_LOOP_BAR = 0.25
+"""Issue 17's bar: the model beats copy-last by at least this share of its error."""
+
+
+def open_loop_verdict(errs: dict[Any, dict], bar: float = OPEN_LOOP_BAR) -> str:
+    """``"holds"`` when every horizon's gain interval lies at or above ``bar``, ``"fails"``
+    when some horizon's lies wholly below it, else ``"inconclusive"`` (also when an interval
+    is missing: fewer than 2 episodes)."""
+    cis = [e.get("gain_ci") for e in errs.values()]
+    if any(c is not None and c[1] < bar for c in cis):
+        return "fails"
+    if cis and all(c is not None and c[0] >= bar for c in cis):
+        return "holds"
+    return "inconclusive"
+
+
 def _cluster_gain_ci(per_ep: list[list[list[float]]], seed: int) -> list[float] | None:
     """95% percentile interval of the pooled gain ``1 - sum(model) / sum(copy_last)`` with
     episodes resampled (scipy's bootstrap, paired: an episode's windows move together).

@@ -34,7 +34,7 @@ def copy_root(tmp_path: Path) -> Path:
     (tmp_path / "results/world_model").mkdir(parents=True)
     shutil.copy(ROOT / "results/world_model/report.json",
                 tmp_path / "results/world_model/report.json")
-    for rel in (*(f for run in figures.MB_RUNS for f in (run.vs_ppo, run.target)),
+    for rel in (*(f for run in figures.MB_RUNS for f in (run.vs_ppo, run.target) if f),
                 figures.WM_BUTTON, *figures.WM_TRACKING_LOOKS, figures.WM_TRACKING_PARTIAL):
         if (ROOT / rel).exists():
             (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -426,6 +426,25 @@ def test_world_model_data_from_recordings_and_corrupt_one(tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 2 and out == ["train-world-model: --probe-level must lie between 0 and 1, "
                                "not 97.5"]
+    rc = main(["--data", str(tmp_path / "rec2"), "--out", str(tmp_path / "out"),
+               "--windows", "0"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 2 and out == ["train-world-model: --windows must be at least 1, not 0"]
+
+
+def test_open_loop_verdict_reads_every_horizons_interval_against_the_bar():
+    from mtsandbox.agents.wm_diagnostics import open_loop_verdict
+
+    def errs(*cis):
+        return {h: {"gain": 0.5, "gain_ci": ci}
+                for h, ci in zip((1, 5, 15)[:len(cis)], cis, strict=True)}
+
+    assert open_loop_verdict(errs([0.3, 0.4], [0.5, 0.6], [0.25, 0.7])) == "holds"
+    # one horizon's interval straddles the bar: the others cannot carry it
+    assert open_loop_verdict(errs([0.17, 0.38], [0.5, 0.6], [0.5, 0.6])) == "inconclusive"
+    assert open_loop_verdict(errs([0.1, 0.2], [0.5, 0.6], [0.5, 0.6])) == "fails"
+    assert open_loop_verdict(errs(None, [0.5, 0.6], [0.5, 0.6])) == "inconclusive"
+    assert open_loop_verdict(errs([0.3, 0.4]), bar=0.35) == "inconclusive"
 
 
 MB_TINY = {"prefill_steps": 60, "pretrain_updates": 2, "collect_steps": 60, "wm_updates": 2,

@@ -25,13 +25,14 @@ MB_VS_PPO = "results/model_based/mb_vs_ppo/compare.json"
 MB_TARGET = "results/model_based/mb_32k/target.json"
 DREAMER_VS_PPO = "results/model_based/dreamer_24k/compare_ppo.json"
 DREAMER_TARGET = "results/model_based/dreamer_24k/target.json"
+DREAMER_48K_TARGET = "results/model_based/dreamer_48k/target.json"
 
 
 class MBRuns(NamedTuple):
     """One model-based agent's stored runs and how the docs describe them."""
 
-    vs_ppo: str
-    """bench learning --compare against the PPO runs."""
+    vs_ppo: str | None
+    """bench learning --compare against the PPO runs (None: these runs have none)."""
     target: str
     """bench learning --target."""
     config: str
@@ -66,6 +67,15 @@ MB_RUNS = (
            "then `mtsandbox bench learning --target`. The agent acts with the actor "
            "trained on 15-step rollouts imagined in the world model (no search).",
            "one or two runs at a time on 2 cores, beside a world-model job most of the time"),
+    MBRuns(None, DREAMER_48K_TARGET, "treepunch_dreamer_cpu",
+           "the imagination actor-critic, registered 48k budget", "",
+           "`mtsandbox bench learning --config treepunch_dreamer_cpu --steps 48000 "
+           "--eval-every 8000 --eval-episodes 24 --no-eval-at-start --no-random --seed S`, "
+           "seeds 7-14, registered before the runs (results/model_based/dreamer_48k/"
+           "PROTOCOL.md) after the 24k runs above were inconclusive and a 2-seed 48k pilot "
+           "(seeds 5-6, not pooled here) still rose after 24k; then `mtsandbox bench learning "
+           "--target`.",
+           "two runs at a time on 2 cores, nothing else heavy"),
 )
 WM_BUTTON = "results/world_model/button_report.json"
 WM_TRACKING = "results/world_model/tracking_report.json"
@@ -384,7 +394,7 @@ def _mb_rows(r: Results, run: MBRuns) -> list[tuple[str, str, str]]:
     5-trunk target."""
     vs_ppo, target, cfg = run.vs_ppo, run.target, run.config
     rows = []
-    cmp_ = r.json(vs_ppo)
+    cmp_ = r.json(vs_ppo) if vs_ppo else None
     crv = {row["step"]: row for row in (_get(cmp_, "curve") or [])}
     if crv:
         last = crv[max(crv)]
@@ -554,8 +564,8 @@ def _mb_target(r: Results, run: MBRuns) -> list[str]:
 def _mb_vs_ppo(r: Results, run: MBRuns) -> list[str]:
     """The sample-efficiency curve of a model-based agent against PPO (issue 17)."""
     path = run.vs_ppo
-    cmp_ = r.json(path)
-    if not isinstance(cmp_, dict) or not cmp_.get("curve"):
+    cmp_ = r.json(path) if path else None
+    if not path or not isinstance(cmp_, dict) or not cmp_.get("curve"):
         return []
     out = ["", f"## Sample efficiency: model-based agent ({run.who}) vs PPO at equal env steps",
            "", f"{run.vs_ppo_how} Trunks per 500-step episode (hidden performance), the seed "

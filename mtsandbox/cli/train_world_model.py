@@ -115,6 +115,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--wm", nargs="*", default=[], metavar="KEY=VALUE",
                     help="world-model config overrides (WMConfig fields), e.g. image_size=64")
     ap.add_argument("--held-out", type=float, default=0.2, help="share of episodes held out")
+    ap.add_argument("--windows", type=int, default=256,
+                    help="random held-out windows of the open-loop error (>= 1)")
     ap.add_argument("--probe-trials", type=int, default=20)
     ap.add_argument("--probe-k", type=int, default=6)
     ap.add_argument("--probe-min-trunk-frac", type=float, default=0.03,
@@ -175,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
 
     from mtsandbox.agents.config import ConfigError
-    from mtsandbox.agents.wm_diagnostics import (BRIER_CONTROLS, frame_metrics, open_loop_errors,
+    from mtsandbox.agents.wm_diagnostics import (BRIER_CONTROLS, OPEN_LOOP_BAR, frame_metrics,
+                                                 open_loop_errors, open_loop_verdict,
                                                  save_rollouts, state_tracking_probe)
     from mtsandbox.agents.world_model import WMConfig, as_seqdata, downsample, train_world_model
     from mtsandbox.tools.recording import RecordingError
@@ -189,6 +192,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0.0 < args.probe_level < 1.0:
         print(f"train-world-model: --probe-level must lie between 0 and 1, not {args.probe_level}")
+        return 2
+    if args.windows < 1:
+        print(f"train-world-model: --windows must be at least 1, not {args.windows}")
         return 2
     out = Path(args.out)
     t0 = time.perf_counter()
@@ -240,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
                    extra={"data": [str(r) for r in roots], "history": hist[-5:]})
         print(f"saved {out / 'model'} ({time.perf_counter() - t0:.0f}s)")
 
-    errs = open_loop_errors(model, test, horizons=(1, 5, 15), context=5, n_windows=256,
+    errs = open_loop_errors(model, test, horizons=(1, 5, 15), context=5, n_windows=args.windows,
                             seed=args.seed)
     S = model.cfg.image_size
     print(f"open-loop prediction error on held-out episodes (MSE per pixel at {S}x{S}):")
@@ -250,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
         lo, hi = er["gain_ci"] or (float("nan"), float("nan"))
         print(f"  {h:>7} {er['model']:9.5f} {er['copy_last']:9.5f} {er['gain']:6.1%} "
               f"[{lo:.1%}, {hi:.1%}] ({er['n_episodes']} episodes, {er['n']} windows)")
+    ol_verdict = open_loop_verdict(errs)
+    print(f"  gain >= {OPEN_LOOP_BAR:.0%} at every horizon (interval's lower end): {ol_verdict}")
     fm = frame_metrics(model, test)
     print(f"held-out frames {fm['n_frames']} ({fm['n_digs']} digs): reward AUROC "
           f"{fm['reward_auroc_prior']:.3f} (prior) / {fm['reward_auroc_post']:.3f} (filtered); "
@@ -301,7 +309,9 @@ def run(args: argparse.Namespace) -> int:
               "n_train_episodes": len(train), "n_test_episodes": len(test),
               "n_train_frames": int(sum(len(e) for e in train)), "n_train_digs": n_digs,
               "updates": model.train_steps, "batch": args.batch, "seq_len": args.seq_len,
-              "open_loop": {str(h): e for h, e in errs.items()}, "frames": fm, "probe": probe,
+              "open_loop": {str(h): e for h, e in errs.items()},
+              "open_loop_bar": OPEN_LOOP_BAR, "open_loop_verdict": ol_verdict, "frames": fm,
+              "probe": probe,
               "history": hist, "rollouts": rolls, "wall_s": time.perf_counter() - t0}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     if args.report:
