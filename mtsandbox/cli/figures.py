@@ -81,6 +81,7 @@ WM_BUTTON = "results/world_model/button_report.json"
 WM_TRACKING = "results/world_model/tracking_report.json"
 WM_TRACKING_PARTIAL = "results/world_model/tracking_look2_first40.json"
 WM_TRACKING_LOOKS = ("results/world_model/tracking_look1.json", WM_TRACKING)
+WM_OPENLOOP_CONFIRM = "results/world_model/openloop_confirm.json"
 
 
 class Results:
@@ -436,18 +437,26 @@ def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
     what = (f"world model with trunk map + open-loop loss ({rep.get('updates')} updates, "
             f"{rep.get('n_train_episodes')} episodes)")
 
-    def gain(h: str) -> str:
-        g = ol[h]
-        return ("{:.0f}% [{:.0f}, {:.0f}]".format(100 * g["gain"], *(100 * x for x in g["gain_ci"]))
-                if g.get("gain_ci") else f"{100 * g['gain']:.0f}%")
+    from mtsandbox.agents.wm_diagnostics import OPEN_LOOP_BAR  # torch: only when needed
 
     gains = pr["brier_gain_vs_baseline"], pr["brier_gain_vs_no_memory"], pr["brier_gain_vs_empty"]
+    rows = [
+        (f"{what}: MSE cut vs copy-last at 1 / 5 / 15 steps ({ol['1']['n_episodes']} held-out "
+         f"episodes, {ol['1']['n']} windows), >= {100 * OPEN_LOOP_BAR:g}% at all three?; "
+         "dig-reward AUROC; reconstruction trunk IoU",
+         f"{_open_loop_gains(ol)}; {fr.get('reward_auroc_prior', float('nan')):.3f}; "
+         f"{fr.get('recon_trunk_iou', float('nan')):.2f}", WM_TRACKING)]
+    conf = r.json(WM_OPENLOOP_CONFIRM)
+    if _get(conf, "open_loop", "1"):
+        col, cfr = conf["open_loop"], conf.get("frames") or {}
+        rows.append((f"the same model on fresh held-out episodes (registered confirmation, "
+                     f"{col['1']['n_episodes']} episodes, {col['1']['n']} windows): MSE cut vs "
+                     f"copy-last at 1 / 5 / 15 steps, >= {100 * OPEN_LOOP_BAR:g}% at all three?; "
+                     "dig-reward AUROC; reconstruction trunk IoU",
+                     f"{_open_loop_gains(col)}; {cfr.get('reward_auroc_prior', float('nan')):.3f}"
+                     f"; {cfr.get('recon_trunk_iou', float('nan')):.2f}", WM_OPENLOOP_CONFIRM))
     return [
-        (f"{what}: MSE cut vs copy-last at 1 / 5 / 15 steps (held-out episodes); dig-reward "
-         "AUROC; reconstruction trunk IoU",
-         " / ".join(gain(h) for h in ("1", "5", "15"))
-         + f"; {fr.get('reward_auroc_prior', float('nan')):.3f}; "
-         f"{fr.get('recon_trunk_iou', float('nan')):.2f}", WM_TRACKING),
+        *rows,
         (f"{what}, state tracking, registered score: Brier of the trunk map after turning "
          f"{pr['k']} times away and back (imagined, lower is better), model / frame before "
          f"turning back / no memory / empty map; {pr['n_trials']} trials",
@@ -462,6 +471,19 @@ def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
          f"{pr['iou_no_memory']:.2f} (model - baseline {_pm(pr['diff_vs_baseline'])})",
          WM_TRACKING),
     ]
+
+
+def _open_loop_gains(ol: dict[str, Any]) -> str:
+    """``g1 [lo, hi] / g5 [..] / g15 [..]: verdict`` of a report's open-loop gains, the verdict
+    computed from the stored intervals against issue 17's bar."""
+    from mtsandbox.agents.wm_diagnostics import open_loop_verdict
+
+    def gain(g: dict[str, Any]) -> str:
+        return ("{:.0f}% [{:.0f}, {:.0f}]".format(100 * g["gain"], *(100 * x for x in g["gain_ci"]))
+                if g.get("gain_ci") else f"{100 * g['gain']:.0f}%")
+
+    return (" / ".join(gain(ol[h]) for h in ("1", "5", "15"))
+            + f": {open_loop_verdict({h: ol[h] for h in ('1', '5', '15')})}")
 
 
 def _tracking_looks(r: Results) -> list[str]:
