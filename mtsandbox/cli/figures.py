@@ -75,7 +75,8 @@ MB_RUNS = (
            "PROTOCOL.md) after the 24k runs above were inconclusive and a 2-seed 48k pilot "
            "(seeds 5-6, not pooled here) still rose after 24k; then `mtsandbox bench learning "
            "--target`.",
-           "two runs at a time on 2 cores, nothing else heavy"),
+           "two runs at a time on 2 cores; an 8-minute world-model evaluation beside seeds "
+           "11-12"),
 )
 WM_BUTTON = "results/world_model/button_report.json"
 WM_TRACKING = "results/world_model/tracking_report.json"
