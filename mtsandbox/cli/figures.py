@@ -395,10 +395,10 @@ def _mb_rows(r: Results, run: MBRuns) -> list[tuple[str, str, str]]:
     """README rows of one model-based agent: against PPO at equal env steps, and the
     5-trunk target."""
     vs_ppo, target, cfg = run.vs_ppo, run.target, run.config
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     cmp_ = r.json(vs_ppo) if vs_ppo else None
     crv = {row["step"]: row for row in (_get(cmp_, "curve") or [])}
-    if crv:
+    if crv and vs_ppo:
         last = crv[max(crv)]
         rows.append((f"model-based agent (`{cfg}`) vs PPO (`treepunch_ppo_cpu`) at "
                      f"{last['step'] // 1000}k env steps: trunks / episode, "
