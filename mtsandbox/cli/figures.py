@@ -396,9 +396,8 @@ def _mb_rows(r: Results, run: MBRuns) -> list[tuple[str, str, str]]:
     5-trunk target."""
     vs_ppo, target, cfg = run.vs_ppo, run.target, run.config
     rows: list[tuple[str, str, str]] = []
-    cmp_ = r.json(vs_ppo) if vs_ppo else None
-    crv = {row["step"]: row for row in (_get(cmp_, "curve") or [])}
-    if crv and vs_ppo:
+    crv = {row["step"]: row for row in (_get(r.json(vs_ppo), "curve") or [])} if vs_ppo else {}
+    if vs_ppo and crv:
         last = crv[max(crv)]
         rows.append((f"model-based agent (`{cfg}`) vs PPO (`treepunch_ppo_cpu`) at "
                      f"{last['step'] // 1000}k env steps: trunks / episode, "
@@ -587,8 +586,10 @@ def _mb_target(r: Results, run: MBRuns) -> list[str]:
 def _mb_vs_ppo(r: Results, run: MBRuns) -> list[str]:
     """The sample-efficiency curve of a model-based agent against PPO (issue 17)."""
     path = run.vs_ppo
-    cmp_ = r.json(path) if path else None
-    if not path or not isinstance(cmp_, dict) or not cmp_.get("curve"):
+    if not path:
+        return []
+    cmp_ = r.json(path)
+    if not isinstance(cmp_, dict) or not cmp_.get("curve"):
         return []
     out = ["", f"## Sample efficiency: model-based agent ({run.who}) vs PPO at equal env steps",
            "", f"{run.vs_ppo_how} Trunks per 500-step episode (hidden performance), the seed "
