@@ -173,3 +173,9 @@ def test_learning_target_verdict_from_seed_means(tmp_path):
     assert main(["--target", str(tmp_path / "h*.json"), "5", "--json", str(out)]) == 0
     assert _json.loads(out.read_text())["verdict"] == "reached"
     assert main(["--target", str(tmp_path / "none*.json"), "5"]) == 2
+    # a stricter level (several looks at one claim) widens the deciding interval
+    strict = target_runs(high, 5.0, level=0.9833)
+    assert strict["verdict"] == "inconclusive" and strict["level"] == 0.9833
+    assert strict["final"]["ci"][0] < 5.0 <= strict["final"]["ci95"][0]
+    assert res["final"]["ci"] == res["final"]["ci95"]  # the default level is 95%
+    assert main(["--target", str(tmp_path / "h*.json"), "5", "--level", "1.5"]) == 2
