@@ -65,13 +65,15 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def open_loop_errors(model: WorldModel, data: Any, horizons=(1, 5, 15), context: int = 5,
-                     n_windows: int = 64, seed: int = 0, batch: int = 16) -> dict[int, dict]:
+                     n_windows: int = 64, seed: int = 0, batch: int = 16,
+                     level: float = 0.95) -> dict[int, dict]:
     """MSE per pixel ([0, 1] scale, at the model's observation size) of the frame ``h`` steps
     after the last observed one, model vs copy-last-frame, over ``n_windows`` random windows.
 
     ``{h: {"model", "copy_last", "n", "n_episodes", "gain", "gain_ci"}}``: pooled MSEs, and the
-    gain ``1 - model / copy_last`` with a 95% bootstrap interval over *episodes* (the windows
-    of one episode are not independent, so they are resampled together)."""
+    gain ``1 - model / copy_last`` with a bootstrap interval over *episodes* at two-sided
+    ``level`` (the windows of one episode are not independent, so they are resampled
+    together)."""
     eps = [e for e in as_seqdata(data) if len(e) >= context + max(horizons)]
     if not eps:
         raise ValueError("open_loop_errors: no episode long enough")
@@ -103,7 +105,8 @@ def open_loop_errors(model: WorldModel, data: Any, horizons=(1, 5, 15), context:
         c = [x for d in per_ep.values() for x in d[h][1]]
         out[h] = {"model": float(np.mean(m)), "copy_last": float(np.mean(c)), "n": len(m),
                   "n_episodes": len(per_ep), "gain": 1 - float(np.mean(m)) / float(np.mean(c)),
-                  "gain_ci": _cluster_gain_ci([d[h] for d in per_ep.values()], seed)}
+                  "gain_ci": _cluster_gain_ci([d[h] for d in per_ep.values()], seed, level),
+                  "gain_level": level}
     return out
 
 
@@ -123,9 +126,11 @@ def open_loop_verdict(errs: dict[Any, dict], bar: float = OPEN_LOOP_BAR) -> str:
     return "inconclusive"
 
 
-def _cluster_gain_ci(per_ep: list[list[list[float]]], seed: int) -> list[float] | None:
-    """95% percentile interval of the pooled gain ``1 - sum(model) / sum(copy_last)`` with
-    episodes resampled (scipy's bootstrap, paired: an episode's windows move together).
+def _cluster_gain_ci(per_ep: list[list[list[float]]], seed: int, level: float = 0.95
+                     ) -> list[float] | None:
+    """Percentile interval (two-sided ``level``) of the pooled gain
+    ``1 - sum(model) / sum(copy_last)`` with episodes resampled (scipy's bootstrap, paired:
+    an episode's windows move together).
     None with fewer than 2 episodes."""
     from scipy.stats import bootstrap
 
@@ -138,6 +143,7 @@ def _cluster_gain_ci(per_ep: list[list[list[float]]], seed: int) -> list[float] 
         return 1 - m.sum(axis) / c.sum(axis)
 
     res = bootstrap((ms, cs), gain, paired=True, vectorized=True, n_resamples=2000,
+                    confidence_level=level,
                     method="percentile", random_state=np.random.default_rng(seed))
     return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
@@ -188,8 +194,8 @@ def frame_metrics(model: WorldModel, data: Any, chunk: int = 64, warmup: int = 4
                 prev[0] = -1
                 first = torch.zeros(1, len(frames), dtype=torch.bool, device=model.device)
                 first[:, 0] = True
-                post, prior = model.observe(model.preprocess(frames[None]),
-                                            model.onehot(prev[None]), first, sample=False)
+                obs = model.preprocess(frames[None])
+                post, prior = model.observe(obs, model.onehot(prev[None]), first, sample=False)
                 w = slice(warmup, None)
                 rew_pri.append(model.reward(prior.feat()[0, w]).cpu().numpy())
                 rew_post.append(model.reward(post.feat()[0, w]).cpu().numpy())
@@ -197,7 +203,9 @@ def frame_metrics(model: WorldModel, data: Any, chunk: int = 64, warmup: int = 4
                 if model.aux_head is not None:
                     aux_p.append(model.aux(prior.feat()[0, w]).cpu().numpy())
                     aux_y.append(aux_labels(frames[w]).numpy())
-                rec = model.to_uint8(model.decode(post.feat()[0, w]))
+                # a copy-gated model composites with each frame's real predecessor
+                rec = model.to_uint8(model.decode(post.feat()[0, w],
+                                                  obs[0, warmup - 1:len(frames) - 1]))
                 real_m = trunk_mask(frames[w])
                 keep = real_m.mean((-1, -2)) >= 0.01
                 pm = trunk_mask(rec)[keep]
@@ -435,7 +443,7 @@ def state_tracking_probe(model: WorldModel, env_id: str = "MinetestSandbox/TreeP
                                              return_state=True)
             # reconstruction of F0 (posterior, no imagination)
             f0_feat = _posterior_feat(model, fr[s:t0 + 1], p[:ctx_b])
-            recon = _decode(model, f0_feat)
+            recon = _decode(model, f0_feat, fr[t0 - 1] if t0 > s else None)
             real_ret, real_f0, real_away = fr[t2k], fr[t0], fr[tk]
             m_real = trunk_mask(real_ret)
             if model.has_trunk_map:  # the model's trunk prediction is its trunk map
@@ -605,9 +613,11 @@ def _posterior_feat(model: WorldModel, frames: np.ndarray, prev: np.ndarray) -> 
     return _posterior_state(model, frames, prev).feat()[0]
 
 
-def _decode(model: WorldModel, feat: Any) -> np.ndarray:
-    """The decoded RGB frame of one state's features -> (H, W, 3) uint8."""
+def _decode(model: WorldModel, feat: Any, prev_frame: np.ndarray | None = None) -> np.ndarray:
+    """The decoded RGB frame of one state's features -> (H, W, 3) uint8; ``prev_frame`` (the
+    real frame before it, uint8) is what a copy-gated model composites with."""
     import torch
 
     with torch.no_grad():
-        return model.to_uint8(model.decode(feat[None]))[0]
+        ref = None if prev_frame is None else model.preprocess(prev_frame[None])
+        return model.to_uint8(model.decode(feat[None], ref))[0]

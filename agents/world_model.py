@@ -151,6 +151,16 @@ class WMConfig(DictConfig):
     that turned out of view; this does, which is what the state-tracking probe tests."""
     overshoot_scale: float = 1.0
     """Weight of the open-loop decoding loss against the one-step reconstruction loss."""
+    copy_gate: bool = False
+    """A compositing mask (a departure from DreamerV3, after the masks of Finn et al. 2016's
+    video prediction): one more decoder channel, a per-pixel logit ``g``, and the predicted
+    frame is ``sigmoid(g) * ref + (1 - sigmoid(g)) * rgb`` where ``ref`` is the last *real*
+    frame before the predicted one (the previous frame for a reconstruction, the last observed
+    frame for an open-loop prediction) and ``rgb`` the decoder's own drawing. Where nothing
+    changes the model can copy sharp pixels instead of a blur of them; the state (and the
+    trunk map, reward and auxiliary heads, which read only the state) is unchanged. Without a
+    ``ref`` (an episode's first frame, or :meth:`WorldModel.decode` called without one) the
+    drawing is used alone. Checkpoints without the field have no gate."""
 
     @property
     def stoch(self) -> int:
@@ -275,16 +285,22 @@ class ConvDecoder(nn.Module):
         for w_in, w_out in itertools.pairwise(widths):
             mods += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1),
                      *([ChannelNorm(w_out)] if cfg.norm else []), nn.SiLU()]
-        mods.append(nn.ConvTranspose2d(widths[-1], 3 + int(cfg.trunk_map > 0), 4, 2, 1))
+        mods.append(nn.ConvTranspose2d(widths[-1], n_out_channels(cfg), 4, 2, 1))
         self.deconvs = nn.Sequential(*mods)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """-> float (..., 3, H, W), predicted pixels in [-0.5, 0.5] (unclipped); with a
-        trunk-map head (..., 4, H, W), channel 3 the trunk logit."""
+        trunk-map head (..., 4, H, W), channel 3 the trunk logit; with a copy gate one more
+        channel, its logit (the last)."""
         lead = feat.shape[:-1]
         x = self.fc(feat.reshape(-1, feat.shape[-1])).reshape(-1, self.c8, self.s, self.s)
         x = self.deconvs(x)
         return x.reshape(*lead, *x.shape[-3:])
+
+
+def n_out_channels(cfg: WMConfig) -> int:
+    """Decoder output channels: RGB, the trunk-map logit if any, the copy-gate logit if any."""
+    return 3 + int(cfg.trunk_map > 0) + int(bool(cfg.copy_gate))
 
 
 def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
@@ -617,9 +633,31 @@ class WorldModel(nn.Module):
             out.append(state)
         return State.stack(out)
 
-    def decode(self, feat: torch.Tensor) -> torch.Tensor:
-        """Predicted pixels (..., 3, H, W) in [-0.5, 0.5] (unclipped)."""
-        return self.decoder(feat)[..., :3, :, :]
+    def decode(self, feat: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted pixels (..., 3, H, W) in [-0.5, 0.5] (unclipped). ``ref``: the last real
+        frame before each predicted one, preprocessed (broadcastable to the output), which a
+        copy-gated model composites with its drawing (:attr:`WMConfig.copy_gate`); ignored
+        without a gate."""
+        return self.compose(self.decoder(feat), ref)
+
+    def compose(self, out: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        """The RGB frame of decoder outputs ``out`` (..., C, H, W): the drawing itself, or with
+        a copy gate and a ``ref`` frame the per-pixel blend of ``ref`` and the drawing. NaN in
+        ``ref`` marks a frame with no real predecessor: the drawing is used there."""
+        rgb = out[..., :3, :, :]
+        if not self.cfg.copy_gate or ref is None:
+            return rgb
+        g = torch.sigmoid(out[..., -1:, :, :])
+        missing = torch.isnan(ref)
+        blend = g * torch.nan_to_num(ref) + (1.0 - g) * rgb  # no NaN reaches a gradient
+        return torch.where(missing, rgb, blend)
+
+    def gate(self, feat: torch.Tensor) -> torch.Tensor:
+        """How much of each pixel a copy-gated model copies from the last real frame
+        (..., H, W) in [0, 1]."""
+        if not self.cfg.copy_gate:
+            raise ValueError("this world model has no copy gate (copy_gate false)")
+        return torch.sigmoid(self.decoder(feat)[..., -1, :, :])
 
     @property
     def has_trunk_map(self) -> bool:
@@ -672,11 +710,12 @@ class WorldModel(nn.Module):
         post, prior = self.observe(tb["obs"], tb["prev_action"], tb["is_first"])
         feat = post.feat()
         out = self.decoder(feat)
-        recon = out[..., :3, :, :]
+        prev = self._previous_frames(tb)
+        recon = self.compose(out, prev)
         trunk = self._trunk_target(tb)
         mse_px = (recon - tb["obs"]).pow(2).mean()
         # sum over pixels (unit-variance Gaussian NLL), mean over batch and time
-        recon_pf, map_pf = self._frame_losses(out, tb["obs"], trunk)
+        recon_pf, map_pf = self._frame_losses(out, tb["obs"], trunk, prev)
         recon_loss = recon_pf.mean()
         map_loss = map_pf.mean() if map_pf is not None else torch.zeros((), device=self.device)
         if c.reward_bins > 0:
@@ -708,6 +747,19 @@ class WorldModel(nn.Module):
             metrics["overshoot"] = float(over_loss.detach())
         return total, metrics, post
 
+    def _previous_frames(self, tb: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Each frame's real predecessor (B, T, 3, H, W) for a copy gate, None without one.
+        NaN where there is none (a window's first frame, an episode's first frame): there
+        :meth:`compose` uses the drawing alone."""
+        if not self.cfg.copy_gate:
+            return None
+        obs = tb["obs"]
+        prev = torch.cat([torch.zeros_like(obs[:, :1]), obs[:, :-1]], 1)
+        has = torch.ones(obs.shape[:2], dtype=torch.bool, device=obs.device)
+        has[:, 0] = False
+        has &= ~tb["is_first"].bool()
+        return torch.where(has[..., None, None, None], prev, torch.full_like(prev, float("nan")))
+
     def _trunk_target(self, tb: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The batch's trunk masks (B, T, H, W) where a loss needs them, else None."""
         trunk = tb.get("trunk")
@@ -715,13 +767,15 @@ class WorldModel(nn.Module):
             trunk = trunk_mask(((tb["obs"] + 0.5) * 255.0).round().movedim(-3, -1))
         return trunk
 
-    def _frame_losses(self, out: torch.Tensor, obs: torch.Tensor, trunk: torch.Tensor | None
+    def _frame_losses(self, out: torch.Tensor, obs: torch.Tensor, trunk: torch.Tensor | None,
+                      ref: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-frame pixel losses of decoder outputs ``out`` (..., C, H, W) against ``obs``:
-        the squared error summed over pixels, trunk pixels weighted ``1 + trunk_weight``, and
-        the trunk map's BCE summed over pixels (None without the head)."""
+        the squared error (of the frame :meth:`compose` makes with ``ref``) summed over
+        pixels, trunk pixels weighted ``1 + trunk_weight``, and the trunk map's BCE summed over
+        pixels (None without the head)."""
         c = self.cfg
-        se = (out[..., :3, :, :] - obs).pow(2)
+        se = (self.compose(out, ref) - obs).pow(2)
         if c.trunk_weight > 0:
             assert trunk is not None
             se = se * (1.0 + c.trunk_weight * trunk.unsqueeze(-3).float())
@@ -747,8 +801,9 @@ class WorldModel(nn.Module):
                             sample=False)
         valid = (tb["is_first"][:, tgt].long().cumsum(1) == 0).float()          # (B, K)
         trunk = self._trunk_target(tb) if trunk is None else trunk
+        ref = tb["obs"][:, s:s + 1] if c.copy_gate else None  # the last real frame
         per_step, bce = self._frame_losses(self.decoder(imag.feat()), tb["obs"][:, tgt],
-                                           None if trunk is None else trunk[:, tgt])
+                                           None if trunk is None else trunk[:, tgt], ref)
         if bce is not None:
             per_step = per_step + c.trunk_map * bce
         return (per_step * valid).sum() / valid.sum().clamp(min=1.0)
@@ -783,7 +838,7 @@ class WorldModel(nn.Module):
         last = post.map(lambda x: x[:, -1])
         acts = self.onehot(prev_actions[:, context:context + horizon])
         imag = self.imagine(last, acts, sample=sample)
-        pred = self.to_uint8(self.decode(imag.feat()))
+        pred = self.to_uint8(self.decode(imag.feat(), obs[:, -1:]))  # ref: last observed
         self.train(was_training)
         if single:
             pred = pred[0]
@@ -843,6 +898,35 @@ def load_world_model(path: str | os.PathLike, device: str | torch.device = "auto
     model.meta = meta
     meta["path"] = str(path)
     return model, meta
+
+
+def with_copy_gate(model: WorldModel, bias: float = -2.0) -> WorldModel:
+    """A copy of a trained ``model`` with a copy gate (:attr:`WMConfig.copy_gate`) added, for
+    further training: every weight carried over, the gate channel's weights zero and its bias
+    ``bias`` (sigmoid(-2): 12% of each pixel copied at first), so it starts near the model it
+    came from; its update count and meta too."""
+    if model.cfg.copy_gate:
+        raise ValueError("this world model already has a copy gate")
+    new = WorldModel(WMConfig.from_dict({**model.cfg.to_dict(), "copy_gate": True}),
+                     device=model.device)
+    sd = new.state_dict()
+    for k, v in model.state_dict().items():
+        if sd[k].shape == v.shape:
+            sd[k] = v.clone()
+            continue
+        # the decoder's last ConvTranspose2d: weight (in, out, kh, kw), bias (out,); the new
+        # channel is the last one
+        n = v.shape[1] if v.dim() == 4 else v.shape[0]
+        t = torch.zeros_like(sd[k])
+        if v.dim() == 4:
+            t[:, :n] = v
+        else:
+            t[:n] = v
+            t[n:] = bias
+        sd[k] = t
+    new.load_state_dict(sd)
+    new.train_steps, new.meta = model.train_steps, dict(model.meta)
+    return new
 
 
 # ----------------------------------------------------------------------------- training

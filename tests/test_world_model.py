@@ -116,6 +116,75 @@ def test_overshoot_loss_trains_imagined_frames_and_skips_episode_starts():
     assert float(model._overshoot_loss(post, tb, None).detach()) == 0.0
 
 
+def test_copy_gate_composites_with_the_last_real_frame(tmp_path):
+    """A copy-gated model's frame is sigmoid(g) * ref + (1 - sigmoid(g)) * drawing: all ref
+    where the gate is open, the drawing where there is no ref (NaN, or none given), with no
+    NaN in the gradient; the open-loop prediction copies the last observed frame."""
+    from mtsandbox.agents.world_model import n_out_channels
+
+    cfg = WMConfig.from_dict({**TINY.to_dict(), "trunk_map": 1.0, "copy_gate": True})
+    model = WorldModel(cfg, device="cpu")
+    assert n_out_channels(cfg) == 5 and n_out_channels(TINY) == 3
+    out = torch.randn(2, 5, 32, 32, requires_grad=True)
+    ref = torch.rand(2, 3, 32, 32) - 0.5
+    with torch.no_grad():
+        big = out.detach().clone()
+        big[:, -1] = 50.0                            # gate fully open: the real frame
+        torch.testing.assert_close(model.compose(big, ref), ref)
+        big[:, -1] = -50.0                           # gate shut: the drawing
+        torch.testing.assert_close(model.compose(big, ref), big[:, :3])
+    assert torch.equal(model.compose(out, None), out[:, :3])
+    ref[1] = float("nan")                            # frame 1 has no real predecessor
+    y = model.compose(out, ref)
+    assert torch.equal(y[1], out[1, :3]) and not torch.equal(y[0], out[0, :3])
+    y.sum().backward()
+    assert out.grad is not None and torch.isfinite(out.grad).all()
+    assert (out.grad[1, -1] == 0).all() and (out.grad[0, -1] != 0).any()
+    # open loop: with the gate forced open every prediction is the last context frame
+    last = model.decoder.deconvs[-1]
+    with torch.no_grad():
+        last.weight[:, -1] = 0.0
+        last.bias[-1] = 50.0
+    d = synthetic_episode(5, n=12)
+    ep = SeqData.from_arrays(d["frames"], d["actions"], d["rewards"])
+    pred = model.open_loop(ep.obs, ep.prev_action, context=4, horizon=5)
+    np.testing.assert_array_equal(pred, np.repeat(model.resize(ep.obs)[3:4], 5, 0))
+    model.save(tmp_path / "wm")
+    model2, meta = load_world_model(tmp_path / "wm", device="cpu")
+    assert meta["config"]["copy_gate"] is True
+    np.testing.assert_array_equal(model2.open_loop(ep.obs, ep.prev_action, context=4,
+                                                   horizon=5), pred)
+
+
+def test_copy_gate_warm_start_keeps_the_trained_model_and_learns():
+    """with_copy_gate carries every weight over (the drawing, trunk map and heads of the new
+    model equal the old one's), opens the gate to sigmoid(bias) everywhere, and training the
+    gated model on the tiny data lowers its reconstruction loss; a second gate is refused."""
+    from mtsandbox.agents.world_model import with_copy_gate
+
+    cfg = WMConfig.from_dict({**TINY.to_dict(), "trunk_map": 1.0, "overshoot": 3})
+    data = [synthetic_episode(s) for s in range(2)]
+    base, _ = train_world_model(data, steps=20, config=cfg, batch=2, seq_len=6, lr=2e-3,
+                                log=None, device="cpu")
+    gated = with_copy_gate(base)
+    assert gated.cfg.copy_gate and gated.train_steps == base.train_steps == 20
+    feat = torch.randn(4, cfg.feat)
+    with torch.no_grad():
+        torch.testing.assert_close(gated.decode(feat), base.decode(feat))
+        torch.testing.assert_close(gated.trunk_prob(feat), base.trunk_prob(feat))
+        torch.testing.assert_close(gated.reward(feat), base.reward(feat))
+        torch.testing.assert_close(gated.gate(feat),
+                                   torch.full((4, 32, 32), float(torch.sigmoid(
+                                       torch.tensor(-2.0)))))
+    with pytest.raises(ValueError, match="already has a copy gate"):
+        with_copy_gate(gated)
+    with pytest.raises(ValueError, match="no copy gate"):
+        base.gate(feat)
+    _m, hist = train_world_model(data, steps=120, model=gated, batch=2, seq_len=6, lr=2e-3,
+                                 log_every=20, log=None, device="cpu")
+    assert hist[-1]["recon"] < hist[0]["recon"] / 2 and np.isfinite(hist[-1]["overshoot"])
+
+
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     d = synthetic_episode(3, n=12)
@@ -430,6 +499,28 @@ def test_world_model_data_from_recordings_and_corrupt_one(tmp_path, capsys):
                "--windows", "0"])
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 2 and out == ["train-world-model: --windows must be at least 1, not 0"]
+    rc = main(["--data", str(tmp_path / "rec2"), "--out", str(tmp_path / "out"),
+               "--init", str(tmp_path / "notamodel"), "--wm", "deter=64"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 2 and len(out) == 1 and "copy_gate=true" in out[0] and "deter=64" in out[0]
+
+
+def test_open_loop_errors_pool_windows_by_episode_at_the_chosen_level():
+    """open_loop_errors: copy-last's error is the real frames' own, the gain is 1 - model /
+    copy-last, and a higher level gives a wider interval of the same bootstrap."""
+    from mtsandbox.agents.wm_diagnostics import open_loop_errors
+
+    torch.manual_seed(0)
+    data = [synthetic_episode(s, n=30) for s in range(4)]
+    model = WorldModel(TINY, device="cpu")
+    lo = open_loop_errors(model, data, horizons=(1, 5), context=5, n_windows=24, level=0.5)
+    hi = open_loop_errors(model, data, horizons=(1, 5), context=5, n_windows=24, level=0.99)
+    for h in (1, 5):
+        a, b = lo[h], hi[h]
+        assert a["n"] == 24 and a["gain_level"] == 0.5 and b["gain_level"] == 0.99
+        assert a["gain"] == pytest.approx(1 - a["model"] / a["copy_last"])
+        assert a["model"] == b["model"] and a["copy_last"] > 0
+        assert b["gain_ci"][0] < a["gain_ci"][0] <= a["gain_ci"][1] < b["gain_ci"][1]
 
 
 def test_open_loop_verdict_reads_every_horizons_interval_against_the_bar():

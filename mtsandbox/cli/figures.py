@@ -503,8 +503,10 @@ def _open_loop_gains(ol: dict[str, Any]) -> str:
         return ("{:.0f}% [{:.0f}, {:.0f}]".format(100 * g["gain"], *(100 * x for x in g["gain_ci"]))
                 if g.get("gain_ci") else f"{100 * g['gain']:.0f}%")
 
+    level = float(ol["1"].get("gain_level", 0.95))
+    at = "" if abs(level - 0.95) < 1e-9 else f" ({100 * level:g}% intervals)"
     return (" / ".join(gain(ol[h]) for h in ("1", "5", "15"))
-            + f": {open_loop_verdict({h: ol[h] for h in ('1', '5', '15')})}")
+            + f"{at}: {open_loop_verdict({h: ol[h] for h in ('1', '5', '15')})}")
 
 
 def _tracking_looks(r: Results) -> list[str]:

@@ -125,11 +125,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--eval-only", default=None, metavar="MODEL_DIR",
                     help="skip training: evaluate this saved world model on the held-out split")
     ap.add_argument("--init", default=None, metavar="MODEL_DIR",
-                    help="continue training this saved world model (its config; --wm ignored; "
-                         "a fresh optimiser)")
+                    help="continue training this saved world model (its config, a fresh "
+                         "optimiser); the one --wm item it takes is copy_gate=true, which adds "
+                         "a copy gate to a model without one (warm start)")
     ap.add_argument("--probe-level", type=float, default=0.95,
                     help="confidence level of the intervals that decide the state-tracking "
                          "verdict (e.g. 0.975 for a second look at the registered score)")
+    ap.add_argument("--open-loop-level", type=float, default=0.95,
+                    help="confidence level of the open-loop gain intervals that decide its "
+                         "verdict (e.g. 0.975 for a second registered look at the bar)")
     ap.add_argument("--probe-seed", type=int, default=None,
                     help="seed of the state-tracking probe's trials (default: --seed + 1)")
     ap.add_argument("--seed", type=int, default=0)
@@ -190,9 +194,15 @@ def run(args: argparse.Namespace) -> int:
         msg = e if isinstance(e, ConfigError) else f"--wm takes KEY=VALUE items ({e})"
         print(f"train-world-model: {msg}")
         return 2
-    if not 0.0 < args.probe_level < 1.0:
-        print(f"train-world-model: --probe-level must lie between 0 and 1, not {args.probe_level}")
+    if args.init and over and over != {"copy_gate": True}:
+        print("train-world-model: with --init the saved model's config rules; the one --wm "
+              f"item taken is copy_gate=true (got {' '.join(args.wm)})")
         return 2
+    for name in ("probe_level", "open_loop_level"):
+        if not 0.0 < getattr(args, name) < 1.0:
+            print(f"train-world-model: --{name.replace('_', '-')} must lie between 0 and 1, "
+                  f"not {getattr(args, name)}")
+            return 2
     if args.windows < 1:
         print(f"train-world-model: --windows must be at least 1, not {args.windows}")
         return 2
@@ -224,6 +234,14 @@ def run(args: argparse.Namespace) -> int:
         except WorldModelError as e:
             print(f"train-world-model: {e}")
             return 2
+        if args.init and over:
+            from mtsandbox.agents.world_model import with_copy_gate
+
+            if saved.cfg.copy_gate:
+                print(f"train-world-model: {args.init} already has a copy gate")
+                return 2
+            saved = with_copy_gate(saved)
+            print(f"added a copy gate to {args.init} (warm start)")
         cfg = saved.cfg
     for ep in eps:  # the model's observation size, once (not per batch)
         ep.obs = downsample(ep.obs, cfg.image_size)
@@ -247,11 +265,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"saved {out / 'model'} ({time.perf_counter() - t0:.0f}s)")
 
     errs = open_loop_errors(model, test, horizons=(1, 5, 15), context=5, n_windows=args.windows,
-                            seed=args.seed)
+                            seed=args.seed, level=args.open_loop_level)
     S = model.cfg.image_size
     print(f"open-loop prediction error on held-out episodes (MSE per pixel at {S}x{S}):")
-    print(f"  {'horizon':>7} {'model':>9} {'copy-last':>9} {'gain':>6} (95% CI, episodes "
-          "resampled)")
+    print(f"  {'horizon':>7} {'model':>9} {'copy-last':>9} {'gain':>6} "
+          f"({100 * args.open_loop_level:g}% CI, episodes resampled)")
     for h, er in errs.items():
         lo, hi = er["gain_ci"] or (float("nan"), float("nan"))
         print(f"  {h:>7} {er['model']:9.5f} {er['copy_last']:9.5f} {er['gain']:6.1%} "
