@@ -39,7 +39,10 @@ from losing to sky and grass; the trunk map also gives a prediction of *where* t
 does not depend on the imagined frame's colours staying sharp), a 32x32 view, and, opt-in
 (``overshoot > 0``), an open-loop decoding loss on imagined states (after PlaNet's latent
 overshooting; measured once so far in results/world_model/overshoot_report.json: 2k updates
-with ``overshoot 8`` did not make imagined trunks sharp enough for the state-tracking probe).
+with ``overshoot 8`` did not make imagined trunks sharp enough for the state-tracking probe),
+and, opt-in (``copy_gate``), a per-pixel compositing gate between the decoder's drawing and the
+last real frame (after Finn et al. 2016's masks), so that a prediction need not redraw sharp
+pixels that did not change (:func:`with_copy_gate` adds one to a trained model).
 
 Time alignment (Dreamer's convention; see :class:`SeqData`): entry ``t`` of a sequence holds the
 frame ``o_t``, the action that *led to it* ``a_{t-1}`` (``prev_action``; none at an episode's

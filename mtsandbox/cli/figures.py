@@ -97,6 +97,8 @@ WM_TRACKING = "results/world_model/tracking_report.json"
 WM_TRACKING_PARTIAL = "results/world_model/tracking_look2_first40.json"
 WM_TRACKING_LOOKS = ("results/world_model/tracking_look1.json", WM_TRACKING)
 WM_OPENLOOP_CONFIRM = "results/world_model/openloop_confirm.json"
+WM_COPYGATE_DEV = "results/world_model/copygate_dev.json"
+WM_COPYGATE_CONFIRM = "results/world_model/copygate_confirm.json"
 
 
 class Results:
@@ -476,6 +478,20 @@ def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
                      "dig-reward AUROC; reconstruction trunk IoU",
                      f"{_open_loop_gains(col)}; {cfr.get('reward_auroc_prior', float('nan')):.3f}"
                      f"; {cfr.get('recon_trunk_iou', float('nan')):.2f}", WM_OPENLOOP_CONFIRM))
+    for path, which in ((WM_COPYGATE_DEV, "its own held-out split (dev, descriptive)"),
+                        (WM_COPYGATE_CONFIRM, "fresh held-out episodes (registered look, "
+                                              "results/world_model/COPYGATE_CONFIRM.md)")):
+        g = r.json(path)
+        if not _get(g, "open_loop", "1"):
+            continue
+        gol, gfr = g["open_loop"], g.get("frames") or {}
+        rows.append((f"the same model with a copy gate added and trained on "
+                     f"({g.get('updates')} updates in all), on {which}, "
+                     f"{gol['1']['n_episodes']} episodes, {gol['1']['n']} windows: MSE cut vs "
+                     f"copy-last at 1 / 5 / 15 steps, >= {100 * OPEN_LOOP_BAR:g}% at all three?; "
+                     "dig-reward AUROC; trunk IoU of the gated reconstruction",
+                     f"{_open_loop_gains(gol)}; {gfr.get('reward_auroc_prior', float('nan')):.3f}"
+                     f"; {gfr.get('recon_trunk_iou', float('nan')):.2f}", path))
     return [
         *rows,
         (f"{what}, state tracking, registered score: Brier of the trunk map after turning "
