@@ -485,7 +485,7 @@ def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
         if not _get(g, "open_loop", "1"):
             continue
         gol, gfr = g["open_loop"], g.get("frames") or {}
-        rows.append((f"the same model with a copy gate added and trained on "
+        rows.append((f"the same model with a copy gate added and trained further "
                      f"({g.get('updates')} updates in all), on {which}, "
                      f"{gol['1']['n_episodes']} episodes, {gol['1']['n']} windows: MSE cut vs "
                      f"copy-last at 1 / 5 / 15 steps, >= {100 * OPEN_LOOP_BAR:g}% at all three?; "
