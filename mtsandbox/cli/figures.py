@@ -478,7 +478,9 @@ def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
                      "dig-reward AUROC; reconstruction trunk IoU",
                      f"{_open_loop_gains(col)}; {cfr.get('reward_auroc_prior', float('nan')):.3f}"
                      f"; {cfr.get('recon_trunk_iou', float('nan')):.2f}", WM_OPENLOOP_CONFIRM))
-    for path, which in ((WM_COPYGATE_DEV, "its own held-out split (dev, descriptive)"),
+    for path, which in ((WM_COPYGATE_DEV, "the split its fine-tune held out (dev: some "
+                                          "episodes were in the base model's training split; "
+                                          "descriptive, optimistic)"),
                         (WM_COPYGATE_CONFIRM, "fresh held-out episodes (registered look, "
                                               "results/world_model/COPYGATE_CONFIRM.md)")):
         g = r.json(path)
