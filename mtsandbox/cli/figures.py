@@ -99,7 +99,10 @@ WM_TRACKING_LOOKS = ("results/world_model/tracking_look1.json", WM_TRACKING)
 WM_OPENLOOP_CONFIRM = "results/world_model/openloop_confirm.json"
 WM_COPYGATE_DEV = "results/world_model/copygate_dev.json"
 WM_COPYGATE_CONFIRM = "results/world_model/copygate_confirm.json"
-WM_COPYGATE_ABLATION = "results/world_model/copygate_ablation_nogate.json"
+WM_COPYGATE_ABLATIONS = (
+    ("the tracking model itself", "results/world_model/copygate_ablation_nogate.json"),
+    ("the tracking model trained further as the gated one was",
+     "results/world_model/copygate_ablation_nogate_ft.json"))
 
 
 class Results:
@@ -495,14 +498,15 @@ def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
                      "dig-reward AUROC; trunk IoU of the gated reconstruction",
                      f"{_open_loop_gains(gol)}; {gfr.get('reward_auroc_prior', float('nan')):.3f}"
                      f"; {gfr.get('recon_trunk_iou', float('nan')):.2f}", path))
-    abl = r.json(WM_COPYGATE_ABLATION)
-    if _get(abl, "open_loop", "1"):
+    for who, path in WM_COPYGATE_ABLATIONS:
+        abl = r.json(path)
+        if not _get(abl, "open_loop", "1"):
+            continue
         aol = abl["open_loop"]
-        rows.append(("ablation, descriptive: the model without the gate (the tracking model, "
-                     f"{abl.get('updates')} updates) on the same fresh windows "
-                     f"({aol['1']['n_episodes']} episodes, {aol['1']['n']} windows): MSE cut vs "
-                     "copy-last at 1 / 5 / 15 steps", _open_loop_gains(aol),
-                     WM_COPYGATE_ABLATION))
+        rows.append((f"ablation, descriptive: no gate, {who} ({abl.get('updates')} updates), on "
+                     f"the same fresh windows ({aol['1']['n_episodes']} episodes, "
+                     f"{aol['1']['n']} windows): MSE cut vs copy-last at 1 / 5 / 15 steps",
+                     _open_loop_gains(aol), path))
     return [
         *rows,
         (f"{what}, state tracking, registered score: Brier of the trunk map after turning "
