@@ -90,7 +90,9 @@ MB_RUNS = (
            "(seeds 15-16, not pooled here) rose monotonically; then `mtsandbox bench learning "
            "--target ... --level 0.9833`, a Bonferroni level for the third registered look at "
            "the 5-trunk claim.",
-           "two runs at a time on 2 cores", ", actor_lr 1e-4"),
+           "two runs at a time on 2 cores; beside seeds 17-20 world-model fine-tunes, data "
+           "collection and evaluations on one more core for about 75 minutes, beside seeds "
+           "21-24 the test suite and a clean-clone CI run", ", actor_lr 1e-4"),
 )
 WM_BUTTON = "results/world_model/button_report.json"
 WM_TRACKING = "results/world_model/tracking_report.json"
