@@ -36,7 +36,8 @@ def copy_root(tmp_path: Path) -> Path:
                 tmp_path / "results/world_model/report.json")
     for rel in (*(f for run in figures.MB_RUNS for f in (run.vs_ppo, run.target) if f),
                 figures.WM_BUTTON, *figures.WM_TRACKING_LOOKS, figures.WM_TRACKING_PARTIAL,
-                figures.WM_OPENLOOP_CONFIRM):
+                figures.WM_OPENLOOP_CONFIRM, figures.WM_COPYGATE_DEV, figures.WM_COPYGATE_CONFIRM,
+                *(path for _, path in figures.WM_COPYGATE_ABLATIONS)):
         if (ROOT / rel).exists():
             (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / rel, tmp_path / rel)
