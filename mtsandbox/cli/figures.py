@@ -97,7 +97,8 @@ MB_RUNS = (
 WM_BUTTON = "results/world_model/button_report.json"
 WM_TRACKING = "results/world_model/tracking_report.json"
 WM_TRACKING_PARTIAL = "results/world_model/tracking_look2_first40.json"
-WM_TRACKING_LOOKS = ("results/world_model/tracking_look1.json", WM_TRACKING)
+WM_TRACKING_LOOKS = ("results/world_model/tracking_look1.json", WM_TRACKING,
+                     "results/world_model/copygate_tracking.json")
 WM_OPENLOOP_CONFIRM = "results/world_model/openloop_confirm.json"
 WM_COPYGATE_DEV = "results/world_model/copygate_dev.json"
 WM_COPYGATE_CONFIRM = "results/world_model/copygate_confirm.json"
@@ -556,8 +557,12 @@ def _tracking_looks(r: Results) -> list[str]:
            "against three predictions of the same frame: the frame before turning back, the "
            "no-memory ablation and an empty map. The score and its verdict rule were committed "
            "before the first look; the second look (the same model trained further, new trials, "
-           "intervals at 97.5% for two looks) was registered before it ran. Gains are control - "
-           "model with t-intervals over trials at the verdict's level.", "",
+           "intervals at 97.5% for two looks) was registered before it ran"
+           + (", and so was the third (the copy-gated model, results/world_model/"
+              "COPYGATE_TRACKING.md: look 2's trials, 98.33% for three looks)"
+              if len(looks) > 2 else "")
+           + ". Gains are control - model with t-intervals over trials at the verdict's level.",
+           "",
            "| look | model | updates | trials | level | Brier model | frame before | no memory | "
            "empty | gain vs frame before | gain vs no memory | gain vs empty | verdict |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
