@@ -501,6 +501,17 @@ def _tracking_rows(r: Results) -> list[tuple[str, str, str]]:
                      "dig-reward AUROC; trunk IoU of the gated reconstruction",
                      f"{_open_loop_gains(gol)}; {gfr.get('reward_auroc_prior', float('nan')):.3f}"
                      f"; {gfr.get('recon_trunk_iou', float('nan')):.2f}", path))
+    gt = _get(r.json(WM_TRACKING_LOOKS[-1]), "probe") or {}
+    if "tracking_verdict" in gt:
+        gg = [_gain_at_level(gt[f"brier_gain_vs_{c}"]) for c in ("baseline", "no_memory", "empty")]
+        rows.append((f"the copy-gated model, state tracking, registered score (look 3, "
+                     f"results/world_model/COPYGATE_TRACKING.md): Brier of the trunk map after "
+                     f"turning {gt['k']} times away and back, model / frame before turning back / "
+                     f"no memory / empty map; {gt['n_trials']} trials",
+                     f"{gt['brier_model']:.4f} / {gt['brier_baseline']:.4f} / "
+                     f"{gt['brier_no_memory']:.4f} / {gt['brier_empty']:.4f} (gains "
+                     + ", ".join(gg) + f" at {100 * gt.get('tracking_level', 0.95):g}%): "
+                     f"{gt['tracking_verdict']}", WM_TRACKING_LOOKS[-1]))
     for who, path in WM_COPYGATE_ABLATIONS:
         abl = r.json(path)
         if not _get(abl, "open_loop", "1"):
