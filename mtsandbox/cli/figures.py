@@ -92,7 +92,8 @@ MB_RUNS = (
            "the 5-trunk claim.",
            "two runs at a time on 2 cores; beside seeds 17-20 world-model fine-tunes, data "
            "collection and evaluations on one more core for about 75 minutes, beside seeds "
-           "21-24 the test suite and a clean-clone CI run", ", actor_lr 1e-4"),
+           "21-24 the test suite, a clean-clone CI run and a 2-minute world-model evaluation",
+           ", actor_lr 1e-4"),
 )
 WM_BUTTON = "results/world_model/button_report.json"
 WM_TRACKING = "results/world_model/tracking_report.json"
