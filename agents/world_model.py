@@ -757,11 +757,8 @@ class WorldModel(nn.Module):
         if not self.cfg.copy_gate:
             return None
         obs = tb["obs"]
-        prev = torch.cat([torch.zeros_like(obs[:, :1]), obs[:, :-1]], 1)
-        has = torch.ones(obs.shape[:2], dtype=torch.bool, device=obs.device)
-        has[:, 0] = False
-        has &= ~tb["is_first"].bool()
-        return torch.where(has[..., None, None, None], prev, torch.full_like(prev, float("nan")))
+        prev = torch.cat([torch.full_like(obs[:, :1], float("nan")), obs[:, :-1]], 1)
+        return prev.masked_fill(tb["is_first"].bool()[..., None, None, None], float("nan"))
 
     def _trunk_target(self, tb: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The batch's trunk masks (B, T, H, W) where a loss needs them, else None."""

@@ -140,6 +140,14 @@ def test_copy_gate_composites_with_the_last_real_frame(tmp_path):
     y.sum().backward()
     assert out.grad is not None and torch.isfinite(out.grad).all()
     assert (out.grad[1, -1] == 0).all() and (out.grad[0, -1] != 0).any()
+    # a reconstruction's ref is the previous real frame; none at a window's or episode's start
+    obs = torch.rand(2, 5, 3, 32, 32)
+    first = torch.zeros(2, 5, dtype=torch.bool)
+    first[1, 3] = True
+    prev = model._previous_frames({"obs": obs, "is_first": first})
+    assert torch.isnan(prev[:, :, 0, 0, 0]).tolist() == [[True, False, False, False, False],
+                                                         [True, False, False, True, False]]
+    assert torch.equal(prev[0, 1:], obs[0, :-1]) and torch.equal(prev[1, 4], obs[1, 3])
     # open loop: with the gate forced open every prediction is the last context frame
     last = model.decoder.deconvs[-1]
     with torch.no_grad():
