@@ -436,18 +436,18 @@ def _mb_rows(r: Results, run: MBRuns) -> list[tuple[str, str, str]]:
     fin = _get(tgt, "final") or {}
     if fin.get("ci95"):
         lo, hi = fin.get("ci", fin["ci95"])
+        note = _level_note(float(tgt.get("level", 0.95)))
         rows.append((f"model-based agent reaches {tgt['target']:g} trunks / episode? "
                      f"(`{cfg}`{run.variant}, {len(fin['per_seed'])} seeds, "
                      f"{fin['step'] // 1000}k env steps)",
-                     f"{fin['mean']:.2f} [{lo:.2f}, {hi:.2f}]{_level_note(tgt)}: "
+                     f"{fin['mean']:.2f} [{lo:.2f}, {hi:.2f}]{note}: "
                      f"{tgt['verdict']}", target))
     return rows
 
 
-def _level_note(tgt: dict[str, Any]) -> str:
-    """`` (98.33% interval)`` where a target verdict was decided at a level other than 95%."""
-    level = float(tgt.get("level", 0.95))
-    return "" if abs(level - 0.95) < 1e-9 else f" ({100 * level:g}% interval)"
+def _level_note(level: float, what: str = "interval") -> str:
+    """`` (98.33% interval)`` where a verdict was decided at a level other than 95%."""
+    return "" if abs(level - 0.95) < 1e-9 else f" ({100 * level:g}% {what})"
 
 
 def _gain_at_level(d: dict[str, Any]) -> str:
@@ -549,8 +549,7 @@ def _open_loop_gains(ol: dict[str, Any]) -> str:
         return ("{:.0f}% [{:.0f}, {:.0f}]".format(100 * g["gain"], *(100 * x for x in g["gain_ci"]))
                 if g.get("gain_ci") else f"{100 * g['gain']:.0f}%")
 
-    level = float(ol["1"].get("gain_level", 0.95))
-    at = "" if abs(level - 0.95) < 1e-9 else f" ({100 * level:g}% intervals)"
+    at = _level_note(float(ol["1"].get("gain_level", 0.95)), "intervals")
     return (" / ".join(gain(ol[h]) for h in ("1", "5", "15"))
             + f"{at}: {open_loop_verdict({h: ol[h] for h in ('1', '5', '15')})}")
 
@@ -635,9 +634,10 @@ def _mb_target(r: Results, run: MBRuns) -> list[str]:
         out.append(f"| {row['step']:,} | {row['mean']:.2f} [{ci[0]:.2f}, "
                    f"{ci[1]:.2f}] | {', '.join(f'{x:.2f}' for x in row['per_seed'])} |")
     fin = tgt["final"]
-    at95 = ("" if not _level_note(tgt) else
+    note = _level_note(float(tgt.get("level", 0.95)))
+    at95 = ("" if not note else
             " The 95% interval, descriptive only: [{:.2f}, {:.2f}].".format(*fin["ci95"]))
-    out += ["", f"Verdict at {fin['step']:,} steps: **{tgt['verdict']}**{_level_note(tgt)} "
+    out += ["", f"Verdict at {fin['step']:,} steps: **{tgt['verdict']}**{note} "
             f"(mean {fin['mean']:.2f} {'>=' if tgt['mean_reaches_target'] else '<'} "
             f"{tgt['target']:g}).{at95} Training speed "
             + ", ".join(f"{x:.1f}" for x in tgt.get("train_env_steps_per_s") or [] if x)
